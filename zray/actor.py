@@ -1,0 +1,217 @@
+"""``@zray.remote`` on a class: ActorClass, ActorHandle, ActorMethod,
+``zray.method`` and ``exit_actor``."""
+from __future__ import annotations
+
+import inspect
+
+from . import ids
+from . import options as opts
+from .core import process_state
+from .sockets.messages import GcsMethod
+
+ACTOR_META_NS = "actor_meta"
+
+
+def method(*args, **kwargs):
+    """``@zray.method(num_returns=2)`` on an actor method."""
+    if args and callable(args[0]) and not kwargs:
+        return args[0]
+    opts.validate(kwargs, opts.METHOD_OPTIONS, "actor methods")
+
+    def decorate(fn):
+        fn.__zray_method_options__ = kwargs
+        return fn
+    return decorate
+
+
+def exit_actor():
+    """Exit the current actor process after this call (pending calls fail)."""
+    worker = process_state.worker
+    if worker is None or worker.actor_id is None:
+        raise TypeError("exit_actor API is called on a non-actor worker.")
+    from .core.executor import ActorExit
+    raise ActorExit()
+
+
+def _class_meta(cls) -> dict:
+    methods = {}
+    is_async = False
+    for name, member in inspect.getmembers(cls):
+        if not callable(member) or (name.startswith("__") and name != "__call__"):
+            continue
+        if inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member):
+            is_async = True
+        options = getattr(member, "__zray_method_options__", {})
+        methods[name] = options.get("num_returns", 1)
+    return {"class_name": cls.__name__, "methods": methods, "is_async": is_async}
+
+
+class ActorClass:
+    def __init__(self, cls, options: dict):
+        self._cls = cls
+        self._options = opts.validate(dict(options), opts.ACTOR_OPTIONS, "actors")
+        self._meta = _class_meta(cls)
+        self._exported = {}
+        self.__name__ = cls.__name__
+        self.__doc__ = cls.__doc__
+
+    def __call__(self, *args, **kwargs):
+        name = self._cls.__name__
+        raise TypeError(f"Actors cannot be instantiated directly. Instead of '{name}()', "
+                        f"use '{name}.remote()'.")
+
+    def remote(self, *args, **kwargs):
+        return self._remote(args, kwargs, self._options)
+
+    def options(self, **options):
+        opts.validate(options, opts.ACTOR_OPTIONS, "actors")
+        merged = {**self._options, **options}
+        parent = self
+
+        class ActorClassWithOptions:
+            def remote(self, *args, **kwargs):
+                return parent._remote(args, kwargs, merged)
+
+        return ActorClassWithOptions()
+
+    def _remote(self, args, kwargs, options):
+        from .api import _auto_init
+        cw = _auto_init()
+        class_id = self._exported.get(id(cw))
+        if class_id is None:
+            class_id = cw.functions.export(self._cls)
+            self._exported = {id(cw): class_id}
+        meta = self._meta
+        actor_id = ids.random_unique_id()
+        name = options.get("name")
+        namespace = options.get("namespace") or cw.namespace
+        detached = options.get("lifetime") == "detached"
+        if detached and not name:
+            pass  # Ray allows unnamed detached actors
+        creation_options = {"max_concurrency": options.get("max_concurrency"),
+                            "is_async": meta["is_async"]}
+        spec = cw.build_actor_creation_spec(actor_id, class_id, meta["class_name"], args, kwargs,
+                                            creation_options)
+        cw.gcs_call(GcsMethod.KV_PUT, ACTOR_META_NS, actor_id, _dumps(meta), True)
+        reply = cw.gcs_call(GcsMethod.CREATE_ACTOR, {
+            "actor_id": actor_id, "job_id": cw.job_id, "name": name, "namespace": namespace,
+            "detached": detached, "get_if_exists": bool(options.get("get_if_exists")),
+            "resources": opts.actor_resource_shape(options), "creation_task": tuple(spec),
+            "class_name": meta["class_name"], "max_restarts": options.get("max_restarts", 0) or 0})
+        if reply.get("existing"):
+            return get_handle(cw, reply["actor_id"])
+        cw.loop.acquire()
+        try:
+            cw.actors.register_owned(actor_id, detached)
+        finally:
+            cw.loop.release()
+        return ActorHandle(actor_id, meta)
+
+
+def _dumps(obj) -> bytes:
+    import pickle
+    return pickle.dumps(obj, 5)
+
+
+def get_handle(cw, actor_id: bytes):
+    import pickle
+    data = cw.gcs_call(GcsMethod.KV_GET, ACTOR_META_NS, actor_id)
+    meta = pickle.loads(data) if data else {"class_name": "Actor", "methods": {}, "is_async": False}
+    return ActorHandle(actor_id, meta)
+
+
+def _rebuild_handle(actor_id, meta):
+    return ActorHandle(actor_id, meta)
+
+
+class ActorHandle:
+    def __init__(self, actor_id: bytes, meta: dict):
+        self._actor_id = actor_id
+        self._meta = meta
+        self._methods = {}
+        worker = process_state.worker
+        if worker is not None:
+            worker.actors.handle_ops.append((actor_id, 1))
+
+    def __del__(self):
+        worker = process_state.worker
+        if worker is not None:
+            try:
+                worker.actors.handle_ops.append((self._actor_id, -1))
+            except Exception:
+                pass
+
+    def __getattr__(self, name):
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        methods = self.__dict__.get("_methods")
+        if methods is None:
+            raise AttributeError(name)
+        cached = methods.get(name)
+        if cached is not None:
+            return cached
+        declared = self._meta["methods"]
+        if declared and name not in declared:
+            raise AttributeError(f"'{self._meta['class_name']}' actor has no method '{name}'")
+        actor_method = ActorMethod(self, name, declared.get(name, 1))
+        methods[name] = actor_method
+        return actor_method
+
+    def __reduce__(self):
+        worker = process_state.worker
+        if worker is not None:
+            worker.loop.acquire()
+            try:
+                st = worker.actors.actors.get(self._actor_id)
+                if st is not None:
+                    st.escaped = True
+            finally:
+                worker.loop.release()
+        return _rebuild_handle, (self._actor_id, self._meta)
+
+    def __repr__(self):
+        return f"Actor({self._meta['class_name']}, {self._actor_id.hex()})"
+
+    def __hash__(self):
+        return hash(self._actor_id)
+
+    def __eq__(self, other):
+        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
+
+    @property
+    def _ray_actor_id(self):
+        return ids.ActorID(self._actor_id)
+
+
+class ActorMethod:
+    def __init__(self, handle: ActorHandle, name: str, num_returns: int):
+        self._handle = handle
+        self._name = name
+        self._num_returns = num_returns
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"Actor methods cannot be called directly. Instead of running "
+                        f"'object.{self._name}()', try 'object.{self._name}.remote()'.")
+
+    def remote(self, *args, **kwargs):
+        return self._remote(args, kwargs, self._num_returns)
+
+    def options(self, **options):
+        opts.validate(options, opts.METHOD_OPTIONS, "actor methods")
+        num_returns = options.get("num_returns", self._num_returns)
+        parent = self
+
+        class MethodWithOptions:
+            def remote(self, *args, **kwargs):
+                return parent._remote(args, kwargs, num_returns)
+
+        return MethodWithOptions()
+
+    def _remote(self, args, kwargs, num_returns):
+        cw = process_state.require_worker()
+        refs = cw.submit_actor_task(self._handle._actor_id, self._name, args, kwargs, num_returns)
+        if num_returns == 1:
+            return refs[0]
+        if num_returns == 0:
+            return None
+        return refs

@@ -1,0 +1,1 @@
+"""Core worker: ownership, submission, execution; shared by drivers and workers."""

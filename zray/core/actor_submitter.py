@@ -1,0 +1,231 @@
+"""Actor-call submission: per-actor ordered queues over a direct connection.
+
+Calls from this process to one actor are sent in submission order on one
+DEALER (zmq keeps per-connection order), each after its own arguments are
+resolved and never before an earlier call.  The actor's address comes from
+the GCS (GET_ACTOR_INFO with wait, then ActorChanged broadcasts); when the
+GCS says DEAD every queued and in-flight call fails with ActorDiedError.
+"""
+from __future__ import annotations
+
+import logging
+from collections import deque
+
+import zmq
+
+from .. import exceptions, serialization
+from ..sockets import messages as m
+from ..sockets.messages import GcsMethod, ReturnKind
+from .task_submitter import resolve_args
+
+log = logging.getLogger(__name__)
+
+ERROR = ReturnKind.ERROR
+
+
+class ActorCall:
+    __slots__ = ("spec", "return_ids", "deps", "unresolved", "resolved_ok", "cancelled")
+
+    def __init__(self, spec, return_ids, deps):
+        self.spec = spec
+        self.return_ids = return_ids
+        self.deps = deps
+        self.unresolved = 0
+        self.resolved_ok = not deps
+        self.cancelled = False
+
+
+class ActorState:
+    __slots__ = ("actor_id", "state", "endpoint", "sock", "queue", "in_flight", "death_blob",
+                 "seq", "handles", "owned", "escaped", "detached", "out_of_scope")
+
+    def __init__(self, actor_id):
+        self.actor_id = actor_id
+        self.state = "PENDING"
+        self.endpoint = None
+        self.sock = None
+        self.queue: deque = deque()
+        self.in_flight: dict = {}
+        self.death_blob = None
+        self.seq = 0
+        self.handles = 0
+        self.owned = False
+        self.escaped = False
+        self.detached = False
+        self.out_of_scope = False
+
+
+class ActorSubmitter:
+    def __init__(self, core_worker):
+        self.cw = core_worker
+        self.actors: dict = {}
+        self.in_flight: dict = {}           # task_id -> ActorState
+        self.handle_ops: deque = deque()    # (actor_id, +1/-1) from any thread
+
+    def state_of(self, actor_id: bytes) -> ActorState:
+        """State for an actor, subscribing to it on first use (lock held)."""
+        st = self.actors.get(actor_id)
+        if st is None:
+            st = self.actors[actor_id] = ActorState(actor_id)
+            cw = self.cw
+            cw.gcs_sub.setsockopt(zmq.SUBSCRIBE, m.actor_topic(actor_id))
+            cw.gcs_call_async(GcsMethod.GET_ACTOR_INFO, (actor_id, True),
+                              lambda reply: self._on_actor_info(st, reply))
+        return st
+
+    def register_owned(self, actor_id: bytes, detached: bool) -> None:
+        st = self.state_of(actor_id)
+        st.owned = True
+        st.detached = detached
+
+    # ------------------------------------------------------------ submit ---
+    def submit(self, call: ActorCall) -> None:
+        """Lock held."""
+        st = self.state_of(call.spec.actor_id)
+        if st.state == "DEAD":
+            self._fail(call, st.death_blob)
+            return
+        st.queue.append(call)
+        if call.deps:
+            self.cw.track_dependencies(call, lambda c: self._flush(st))
+        else:
+            self._flush(st)
+
+    def _flush(self, st: ActorState) -> None:
+        if st.state == "DEAD":
+            while st.queue:
+                self._fail(st.queue.popleft(), st.death_blob)
+            return
+        if st.state != "ALIVE":
+            return
+        queue = st.queue
+        while queue:
+            call = queue[0]
+            if call.unresolved:
+                return
+            queue.popleft()
+            if call.cancelled:
+                continue
+            if call.deps:
+                resolved, error = resolve_args(call.deps)
+                if error is not None:
+                    self._finish(call, [(ERROR, error)] * len(call.return_ids))
+                    continue
+                call.spec = call.spec._replace(resolved=resolved)
+            task_id = call.spec.task_id
+            st.in_flight[task_id] = call
+            self.in_flight[task_id] = st
+            st.sock.send(m.encode(m.PushTask(tuple(call.spec))))
+
+    # ------------------------------------------------------- actor state ---
+    def _on_actor_info(self, st: ActorState, reply) -> None:
+        if not reply.ok:
+            self._mark_dead(st, f"actor info unavailable: {reply.payload[1]}")
+            return
+        info = reply.payload
+        self._apply_state(st, info["state"], info.get("endpoint"), info.get("death_message"),
+                          info.get("creation_error"))
+
+    def on_actor_changed(self, msg) -> None:
+        st = self.actors.get(msg.actor_id)
+        if st is not None:
+            self._apply_state(st, msg.state, msg.endpoint, msg.death_message, None)
+
+    def _apply_state(self, st, state, endpoint, death_message, creation_error) -> None:
+        if st.state == "DEAD":
+            return
+        if state == "ALIVE":
+            if st.state != "ALIVE" or st.endpoint != endpoint:
+                st.endpoint = endpoint
+                st.sock = self.cw.peer(endpoint)
+                st.state = "ALIVE"
+            self._flush(st)
+        elif state == "DEAD":
+            self._mark_dead(st, death_message, creation_error)
+        elif state == "RESTARTING" and st.state == "ALIVE":
+            st.state = "PENDING"
+            self._fail_in_flight(st, exceptions.ActorDiedError(
+                error_msg=f"The actor restarted while this call was running: {death_message}"))
+            self.cw.gcs_call_async(GcsMethod.GET_ACTOR_INFO, (st.actor_id, True),
+                                   lambda reply: self._on_actor_info(st, reply))
+
+    def _mark_dead(self, st, death_message, creation_error=None) -> None:
+        cause = None
+        if creation_error:
+            try:
+                cause = serialization.deserialize(creation_error)
+            except Exception:
+                cause = None
+        message = death_message or "The actor died unexpectedly."
+        if cause is not None:
+            message = f"{message}\n{cause}"
+        err = exceptions.ActorDiedError(error_msg=message, actor_id=st.actor_id.hex())
+        st.state = "DEAD"
+        st.death_blob = serialization.serialize_inline(err)[0]
+        self._fail_in_flight(st, None)
+        while st.queue:
+            self._fail(st.queue.popleft(), st.death_blob)
+
+    def _fail_in_flight(self, st, err) -> None:
+        blob = st.death_blob if err is None else serialization.serialize_inline(err)[0]
+        for task_id, call in list(st.in_flight.items()):
+            self.in_flight.pop(task_id, None)
+            self._fail(call, blob)
+        st.in_flight.clear()
+
+    def _fail(self, call, blob) -> None:
+        self._finish(call, [(ERROR, blob)] * len(call.return_ids))
+
+    def _finish(self, call, returns) -> None:
+        cw = self.cw
+        for object_id, (kind, data) in zip(call.return_ids, returns):
+            cw.set_object_ready(object_id, kind, data)
+        for object_id, _ in call.deps:
+            cw.refs.remove_task_ref(object_id)
+
+    # ------------------------------------------------------------ replies ---
+    def on_task_reply(self, msg) -> bool:
+        st = self.in_flight.pop(msg.task_id, None)
+        if st is None:
+            return False
+        call = st.in_flight.pop(msg.task_id, None)
+        if call is not None:
+            self._finish(call, msg.returns)
+        if st.out_of_scope and not st.in_flight and not st.queue:
+            self._send_out_of_scope(st)
+        return True
+
+    # ------------------------------------------------------ handle counts ---
+    def apply_handle_ops(self) -> None:
+        ops = self.handle_ops
+        while ops:
+            actor_id, delta = ops.popleft()
+            st = self.actors.get(actor_id)
+            if st is None or not st.owned:
+                continue
+            st.handles += delta
+            if st.handles <= 0 and not st.escaped and not st.detached and st.state != "DEAD":
+                st.out_of_scope = True
+                if not st.in_flight and not st.queue:
+                    self._send_out_of_scope(st)
+
+    def _send_out_of_scope(self, st) -> None:
+        if st.state == "DEAD" or not st.out_of_scope:
+            return
+        st.out_of_scope = False
+        self.cw.gcs_call_async(GcsMethod.ACTOR_OUT_OF_SCOPE, (st.actor_id,), lambda reply: None)
+
+    def cancel(self, task_id: bytes, force: bool, recursive: bool) -> bool:
+        st = self.in_flight.get(task_id)
+        if st is not None:
+            st.sock.send(m.encode(m.CancelTask(task_id, force, recursive)))
+            return True
+        for st in self.actors.values():
+            for call in st.queue:
+                if call.spec.task_id == task_id:
+                    call.cancelled = True
+                    blob = serialization.serialize_inline(
+                        exceptions.TaskCancelledError(task_id.hex()))[0]
+                    self._fail(call, blob)
+                    return True
+        return False

@@ -1,0 +1,433 @@
+"""CoreWorker: the zray runtime inside every driver and worker process.
+
+Owns this process's sockets (through its IoLoop), its reference table and
+in-process object store, and the task / actor submitters and executor.
+
+Sockets:
+    router      ROUTER bound on ipc: task pushes from owners, owner-service
+                requests (GetObjectStatus) from borrowers
+    raylet      DEALER to the local raylet: leases, object store, blocking
+    gcs         DEALER to the GCS: KV, actors, jobs
+    gcs_sub     SUB to the GCS: actor state changes
+    peers       one DEALER per remote core worker we push tasks to or
+                borrow from; their replies come back on it
+"""
+from __future__ import annotations
+
+import contextvars
+from collections import deque
+import itertools
+import logging
+import os
+import threading
+import time
+
+import zmq
+
+from .. import exceptions, ids, serialization
+from ..sockets import messages as m
+from ..sockets import transport
+from ..sockets.messages import GcsMethod, ReturnKind
+from .io_loop import IoLoop
+from .object_ref import ObjectRef
+from .reference_table import ReferenceTable
+from .function_manager import FunctionManager
+from .object_api import ObjectApi
+from .submission import Submission
+
+log = logging.getLogger(__name__)
+
+_PENDING = object()
+INLINE, IN_STORE, ERROR, FREED = (ReturnKind.INLINE, ReturnKind.IN_STORE, ReturnKind.ERROR,
+                                  ReturnKind.FREED)
+RPC_TIMEOUT_S = 30.0
+
+current_task = contextvars.ContextVar("zray_current_task", default=None)
+
+
+class TaskContext:
+    """What runs now in this thread / asyncio task (for ids and runtime context)."""
+    __slots__ = ("task_id", "children", "puts", "function_name", "actor_id")
+
+    def __init__(self, task_id, function_name="", actor_id=None):
+        self.task_id = task_id
+        self.children = 0
+        self.puts = 0
+        self.function_name = function_name
+        self.actor_id = actor_id
+
+
+class CoreWorker(ObjectApi, Submission):
+    def __init__(self, *, is_driver: bool, raylet_endpoint: str, session_dir: str,
+                 job_id: bytes, namespace: str = "", worker_id: bytes | None = None):
+        self.is_driver = is_driver
+        self.worker_id = worker_id or ids.random_unique_id()
+        self.job_id = job_id
+        self.namespace = namespace
+        self.session_dir = session_dir
+        self.raylet_endpoint = raylet_endpoint
+        self.loop = IoLoop("driver" if is_driver else "worker")
+        self.refs = ReferenceTable()
+        self.ref_ops = self.refs.ref_ops
+        self._request_ids = itertools.count(1)
+        self._replies: dict = {}
+        self._reply_callbacks: dict = {}
+        self._pending_releases = deque()   # object ids whose last view died (any thread)
+        self.root_context = TaskContext(ids.root_task_id(job_id) if is_driver else
+                                        ids.random_unique_id()[:12] + job_id)
+        self.actor_id = None
+        self.node_id = None
+        self.closed = False
+        self._store_writer = None
+        self._blocked_depth = 0
+        self._peers: dict = {}          # endpoint -> DEALER
+        self._future_executor = None
+        self._status_requests: dict = {}   # request id -> borrowed object id
+
+        self.router = transport.router()
+        sock_dir = os.path.join(session_dir, "sockets")
+        self.endpoint = transport.bind_ipc(self.router, os.path.join(sock_dir, "w" + self.worker_id.hex()[:16]))
+        self.address = (self.worker_id, self.endpoint)
+        self.raylet = transport.dealer(self.worker_id)
+        self.raylet.connect(raylet_endpoint)
+        self.loop.add_socket(self.router, self._on_router, multipart=True)
+        self.loop.add_socket(self.raylet, self._on_raylet)
+
+        from .task_submitter import TaskSubmitter
+        from .actor_submitter import ActorSubmitter
+        self.functions = FunctionManager(self)
+        self.tasks = TaskSubmitter(self)
+        self.actors = ActorSubmitter(self)
+        self.executor = None            # set by worker_main for worker processes
+        self.loop.add_tick(self._tick)
+
+    # ------------------------------------------------------------ startup ---
+    def connect(self, timeout: float = 20.0) -> None:
+        self.loop.acquire()
+        try:
+            self._replies[0] = _PENDING   # RegisterClientReply is matched by id 0
+            self.raylet.send(m.encode(m.RegisterClient(
+                self.worker_id, self.is_driver, os.getpid(), self.endpoint, self.job_id)))
+        finally:
+            self.loop.release()
+        try:
+            reply = self.wait_reply(0, timeout, "the raylet to accept this process")
+        except exceptions.GetTimeoutError:
+            raise ConnectionError(f"could not register with the raylet at {self.raylet_endpoint} "
+                                  f"within {timeout}s") from None
+        self.node_id = reply.node_id
+        self.node_ip = reply.node_ip
+        self.arena_path = reply.arena_path
+        self.arena_capacity = reply.arena_capacity
+        self.gcs_address = reply.gcs_address
+        self.gcs_pub_address = reply.gcs_pub_address
+        self.loop.acquire()
+        try:
+            self.gcs = transport.dealer()
+            self.gcs.connect(self.gcs_address)
+            self.loop.add_socket(self.gcs, self._on_gcs)
+            self.gcs_sub = transport.subscriber(topics=())
+            self.gcs_sub.connect(self.gcs_pub_address)
+            self.loop.add_socket(self.gcs_sub, self._on_gcs_pub, multipart=True)
+        finally:
+            self.loop.release()
+        self.loop.start_background()
+
+    # -------------------------------------------------------------- context ---
+    def task_context(self) -> TaskContext:
+        return current_task.get() or self.root_context
+
+    def next_task_id(self) -> bytes:
+        ctx = current_task.get() or self.root_context
+        ctx.children += 1
+        return ids.child_task_id(ctx.task_id, ctx.children)
+
+    # ---------------------------------------------------------- messaging ---
+    def send_raylet(self, msg) -> None:
+        self.loop.acquire()
+        try:
+            self.raylet.send(m.encode(msg))
+        finally:
+            self.loop.release()
+
+    def peer(self, endpoint: str):
+        """DEALER to another core worker (lock held)."""
+        sock = self._peers.get(endpoint)
+        if sock is None:
+            sock = transport.dealer(self.worker_id)
+            sock.connect(endpoint)
+            self._peers[endpoint] = sock
+            self.loop.add_socket(sock, self._on_peer)
+        return sock
+
+    def close_peer(self, endpoint: str) -> None:
+        sock = self._peers.pop(endpoint, None)
+        if sock is not None:
+            self.loop.remove_socket(sock)
+            sock.close(0)
+
+    def _new_request(self, callback=None) -> int:
+        rid = next(self._request_ids)
+        if callback is None:
+            self._replies[rid] = _PENDING
+        else:
+            self._reply_callbacks[rid] = callback
+        return rid
+
+    def _deliver(self, rid, reply) -> None:
+        callback = self._reply_callbacks.pop(rid, None)
+        if callback is not None:
+            callback(reply)
+        elif rid in self._replies:
+            self._replies[rid] = reply
+
+    def wait_reply(self, rid: int, timeout: float, what: str):
+        replies = self._replies
+        if not self.loop.wait_until(lambda: replies[rid] is not _PENDING, timeout):
+            replies.pop(rid, None)
+            raise exceptions.GetTimeoutError(f"timed out after {timeout}s waiting for {what}")
+        return replies.pop(rid)
+
+    def raylet_call(self, make_msg, timeout=RPC_TIMEOUT_S):
+        """Send ``make_msg(request_id)`` to the raylet and wait for its reply."""
+        self.loop.acquire()
+        try:
+            rid = self._new_request()
+            msg = make_msg(rid)
+            self.raylet.send(m.encode(msg))
+        finally:
+            self.loop.release()
+        return self.wait_reply(rid, timeout, f"raylet reply to {type(msg).__name__}")
+
+    def gcs_call(self, method: int, *args, timeout: float = RPC_TIMEOUT_S):
+        self.loop.acquire()
+        try:
+            rid = self._new_request()
+            self.gcs.send(m.encode(m.GcsRequest(rid, int(method), args)))
+        finally:
+            self.loop.release()
+        reply = self.wait_reply(rid, timeout, f"GCS {GcsMethod(method).name}")
+        if not reply.ok:
+            code, message = reply.payload
+            raise GcsError(code, message)
+        return reply.payload
+
+    def gcs_call_async(self, method: int, args: tuple, callback) -> None:
+        """Send a GCS request; ``callback(reply)`` runs under the lock (lock held)."""
+        rid = self._new_request(callback)
+        self.gcs.send(m.encode(m.GcsRequest(rid, int(method), args)))
+
+    # ----------------------------------------------------------- handlers ---
+    def _on_raylet(self, frame) -> None:
+        msg = _decode(frame)
+        if msg is None:
+            return
+        kind = type(msg)
+        if kind is m.LeaseGranted or kind is m.LeaseFailed or kind is m.LeaseInfeasible:
+            self.tasks.on_lease_reply(msg)
+        elif kind is m.ReclaimIdleLeases:
+            self.tasks.return_idle_leases(force=True)
+        elif kind is m.LeasedWorkerDied:
+            self.tasks.on_worker_died(msg)
+        elif kind is m.RegisterClientReply:
+            self._deliver(0, msg)
+        elif hasattr(msg, "request_id"):
+            self._deliver(msg.request_id, msg)
+        else:
+            log.warning("unexpected raylet message %s", kind.__name__)
+
+    def _on_gcs(self, frame) -> None:
+        msg = _decode(frame)
+        if msg is not None and type(msg) is m.GcsReply:
+            self._deliver(msg.request_id, msg)
+
+    def _on_gcs_pub(self, frames) -> None:
+        if len(frames) != 2:
+            return
+        msg = _decode(frames[1])
+        if msg is not None and type(msg) is m.ActorChanged:
+            self.actors.on_actor_changed(msg)
+
+    def _on_peer(self, frame) -> None:
+        msg = _decode(frame)
+        if msg is None:
+            return
+        kind = type(msg)
+        if kind is m.TaskReply:
+            if not self.tasks.on_task_reply(msg):
+                self.actors.on_task_reply(msg)
+        elif kind is m.ObjectStatusReply:
+            self._on_object_status(msg)
+        else:
+            log.warning("unexpected peer message %s", kind.__name__)
+
+    def _on_router(self, frames) -> None:
+        if len(frames) != 2:
+            log.warning("dropped router message with %d frames", len(frames))
+            return
+        identity, frame = frames
+        msg = _decode(frame)
+        if msg is None:
+            return
+        kind = type(msg)
+        if kind is m.PushTask or kind is m.CancelTask:
+            if self.executor is None:
+                log.warning("dropped %s: this process does not execute tasks", kind.__name__)
+                return
+            if kind is m.PushTask:
+                self.executor.on_push(identity, msg.spec)
+            else:
+                self.executor.on_cancel(identity, msg)
+        elif kind is m.GetObjectStatus:
+            self._serve_object_status(identity, msg)
+        else:
+            log.warning("unexpected router message %s", kind.__name__)
+
+    def reply_to(self, identity: bytes, msg) -> None:
+        """Send on the router (lock held)."""
+        try:
+            self.router.send_multipart([identity, m.encode(msg)])
+        except zmq.ZMQError as exc:
+            log.warning("could not reply %s to %r: %s", type(msg).__name__, identity, exc)
+
+    # ------------------------------------------------------ owner service ---
+    def _serve_object_status(self, identity: bytes, req) -> None:
+        entry = self.refs.objects.get(req.object_id)
+        if entry is None or not entry.owned:
+            self.reply_to(identity, m.ObjectStatusReply(req.request_id, req.object_id, FREED, None))
+            return
+        if entry.ready:
+            self.reply_to(identity, m.ObjectStatusReply(req.request_id, req.object_id,
+                                                        entry.kind, entry.data))
+            return
+
+        def reply_when_ready(e=entry):
+            self.reply_to(identity, m.ObjectStatusReply(req.request_id, req.object_id, e.kind, e.data))
+        self.refs.on_ready(entry, reply_when_ready)
+
+    def _request_object_status(self, object_id: bytes, entry) -> None:
+        """Ask the owner of a borrowed object for its value/location (lock held)."""
+        if entry.fetching or entry.ready:
+            return
+        entry.fetching = True
+        rid = self._new_request(lambda reply: None)
+        self._status_requests[rid] = object_id
+        self.peer(entry.owner[1]).send(m.encode(m.GetObjectStatus(rid, object_id)))
+
+    def _on_object_status(self, msg) -> None:
+        self._reply_callbacks.pop(msg.request_id, None)
+        object_id = self._status_requests.pop(msg.request_id, None)
+        if object_id is None:
+            return
+        entry = self.refs.objects.get(object_id)
+        if entry is None:
+            return
+        entry.fetching = False
+        if msg.kind == FREED:
+            err = exceptions.ObjectLostError(object_id.hex(), entry.owner[1], detail=(
+                "The owner no longer has this object (it was freed)."))
+            self.set_object_ready(object_id, ERROR, _pickle_error(err))
+        else:
+            self.set_object_ready(object_id, msg.kind, msg.data)
+
+    def track_dependencies(self, task, on_ready) -> None:
+        """Count ``task.deps`` as used by a pending task; ``on_ready(task)`` once
+        all are ready (lock held).  Borrowed ones are fetched from their owner."""
+        refs = self.refs
+        for _, entry in task.deps:
+            refs.add_task_ref(entry)
+
+        def dep_ready():
+            task.unresolved -= 1
+            if task.unresolved == 0:
+                on_ready(task)
+
+        for object_id, entry in task.deps:
+            if not entry.ready:
+                task.unresolved += 1
+                refs.on_ready(entry, dep_ready)
+                if not entry.owned:
+                    self._request_object_status(object_id, entry)
+        if task.unresolved == 0:
+            on_ready(task)
+
+    def set_object_ready(self, object_id: bytes, kind: int, data) -> None:
+        for callback in self.refs.set_ready(object_id, kind, data):
+            try:
+                callback()
+            except Exception:
+                log.exception("object-ready callback failed")
+
+    # ---------------------------------------------------------------- tick ---
+    def _tick(self) -> None:
+        self.flush_ref_ops()
+        self.tasks.tick()
+        if self.executor is not None:
+            self.executor.tick()
+
+    def flush_ref_ops(self) -> None:
+        """Apply queued ref-count changes and send store frees (lock held)."""
+        self.refs.apply_ref_ops()
+        self.actors.apply_handle_ops()
+        freed = self.refs.take_freed_store_objects()
+        if freed:
+            self.raylet.send(m.encode(m.FreeObjects(freed)))
+        releases = self._pending_releases
+        while releases:
+            self.raylet.send(m.encode(m.ReleaseObject(releases.popleft())))
+
+    def pin_captured_refs(self, refs) -> None:
+        for ref in refs:
+            self.loop.acquire()
+            try:
+                entry = self.refs.entry_for_ref(ref._id, ref._owner)
+                entry.pinned_reason = "captured"
+                entry.escaped = True
+            finally:
+                self.loop.release()
+
+    # ------------------------------------------------------------ shutdown ---
+    def shutdown(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.loop.acquire()
+            try:
+                self.tasks.return_idle_leases(force=True)
+                self.flush_ref_ops()
+                self.raylet.send(m.encode(m.DisconnectClient(self.worker_id)))
+            finally:
+                self.loop.release()
+        except Exception:
+            log.exception("error while disconnecting")
+        self.loop.stop_background()
+        self.loop.acquire()
+        try:
+            for sock in list(self.loop._handlers):
+                self.loop.remove_socket(sock)
+                sock.close(0)
+            self._peers.clear()
+        finally:
+            self.loop.lock.release()
+        if self._future_executor is not None:
+            self._future_executor.shutdown(wait=False)
+        self.loop.close()
+
+
+class GcsError(RuntimeError):
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+def _decode(frame):
+    try:
+        return m.decode(frame)
+    except m.MalformedMessage as exc:
+        log.warning("dropped malformed message: %s", exc)
+        return None
+
+
+def _pickle_error(err) -> bytes:
+    return serialization.serialize_inline(err, "error")[0]

@@ -1,0 +1,297 @@
+"""Task execution inside a worker process.
+
+Normal tasks and calls of a plain actor run on the main thread in arrival
+order (per-caller order is the connection's order).  A threaded actor
+(max_concurrency > 1) runs calls on a thread pool; an async actor runs them
+as coroutines on its own event loop thread.  Replies go back on the router
+to the caller that pushed the task.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import ctypes
+import inspect
+import logging
+import os
+import threading
+import traceback
+from collections import deque
+
+from .. import exceptions, ids, serialization
+from ..sockets import messages as m
+from ..sockets.messages import ReturnKind, TaskStatus
+from .core_worker import TaskContext, current_task
+from .task_spec import ACTOR_CREATION_TASK, ACTOR_TASK, NORMAL_TASK, ArgSlot, TaskSpec
+
+log = logging.getLogger(__name__)
+
+INLINE, IN_STORE, ERROR = ReturnKind.INLINE, ReturnKind.IN_STORE, ReturnKind.ERROR
+_NONE_BLOB = serialization.serialize_inline(None)[0]
+_tuple_new = tuple.__new__
+
+
+class ActorExit(BaseException):
+    """Raised by exit_actor(): unwinds the call, then the worker exits."""
+
+
+class Executor:
+    def __init__(self, core_worker):
+        self.cw = core_worker
+        self.queue: deque = deque()          # (identity, TaskSpec) for the main thread
+        self.mode = "task"                   # task | actor | threaded | async
+        self.actor = None
+        self.actor_id = None
+        self.running = None                  # TaskSpec on the main thread
+        self.exiting = False
+        self.exit_code = 0
+        self._pool = None
+        self._async_loop = None
+        self._async_sem = None
+        self._main_thread = threading.get_ident()
+
+    # ---------------------------------------------------------- intake ---
+    def on_push(self, identity: bytes, spec_tuple) -> None:
+        """Lock held (any thread)."""
+        spec = _tuple_new(TaskSpec, spec_tuple)
+        if spec.kind == ACTOR_TASK:
+            if self.mode == "threaded":
+                self._pool.submit(self.execute, identity, spec)
+                return
+            if self.mode == "async":
+                self._async_loop.call_soon_threadsafe(self._start_async, identity, spec)
+                return
+        self.queue.append((identity, spec))
+
+    def on_cancel(self, identity: bytes, msg) -> None:
+        for item in list(self.queue):
+            if item[1].task_id == msg.task_id:
+                self.queue.remove(item)
+                self._reply_error(item[0], item[1], exceptions.TaskCancelledError(msg.task_id.hex()))
+                return
+        running = self.running
+        if running is not None and running.task_id == msg.task_id:
+            if msg.force:
+                log.warning("force-cancelling task %s: exiting", msg.task_id.hex())
+                os._exit(1)
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(self._main_thread), ctypes.py_object(exceptions.TaskCancelledError))
+
+    def holds_task_resources(self) -> bool:
+        running = self.running
+        return running is not None and running.kind == NORMAL_TASK
+
+    def requeue_unstarted(self) -> None:
+        """The running task blocked: hand queued normal tasks back (lock held)."""
+        keep = deque()
+        for identity, spec in self.queue:
+            if spec.kind == NORMAL_TASK:
+                self.cw.reply_to(identity, m.TaskReply(spec.task_id, TaskStatus.REQUEUE, [],
+                                                       self.cw.worker_id))
+            else:
+                keep.append((identity, spec))
+        self.queue = keep
+
+    def tick(self) -> None:
+        pass
+
+    # ------------------------------------------------------------ running ---
+    def run_forever(self) -> int:
+        loop = self.cw.loop
+        while not self.exiting:
+            if not self.queue:
+                loop.wait_until(lambda: self.queue or self.exiting, 1.0)
+                continue
+            identity, spec = self.queue.popleft()
+            self.execute(identity, spec)
+        return self.exit_code
+
+    def execute(self, identity: bytes, spec: TaskSpec) -> None:
+        on_main = threading.get_ident() == self._main_thread
+        if on_main:
+            self.running = spec
+        token = current_task.set(TaskContext(spec.task_id, spec.function_name, spec.actor_id))
+        exiting = False
+        try:
+            try:
+                if spec.kind == ACTOR_TASK:
+                    method = getattr(self.actor, spec.method_name)
+                    args, kwargs = self._args(spec)
+                    result = method(*args, **kwargs)
+                elif spec.kind == NORMAL_TASK:
+                    function = self.cw.functions.load(spec.function_id)
+                    args, kwargs = self._args(spec)
+                    result = function(*args, **kwargs)
+                else:
+                    result = self._create_actor(spec)
+                returns = self._pack_returns(spec, result)
+            except ActorExit:
+                exiting = True
+                returns = self._error_returns(spec, exceptions.ActorDiedError(
+                    error_msg="The actor exited intentionally via exit_actor()."))
+            except exceptions.TaskCancelledError:
+                returns = self._error_returns(spec, exceptions.TaskCancelledError(spec.task_id.hex()))
+            except Exception as exc:
+                returns = self._error_returns(spec, self._task_error(spec, exc))
+        finally:
+            current_task.reset(token)
+            if on_main:
+                self.running = None
+        self._reply(identity, spec, returns)
+        if exiting:
+            self.exit_now(0)
+
+    def exit_now(self, code: int) -> None:
+        self.exiting = True
+        self.exit_code = code
+        if threading.get_ident() != self._main_thread:
+            self.cw.loop.acquire()
+            try:
+                self.cw.flush_ref_ops()
+            finally:
+                self.cw.loop.release()
+            os._exit(code)
+
+    def _reply(self, identity, spec, returns) -> None:
+        cw = self.cw
+        cw.loop.acquire()
+        try:
+            cw.reply_to(identity, m.TaskReply(spec.task_id, TaskStatus.OK, returns, cw.worker_id))
+        finally:
+            cw.loop.release()
+
+    def _reply_error(self, identity, spec, err) -> None:
+        self.cw.reply_to(identity, m.TaskReply(spec.task_id, TaskStatus.OK,
+                                               self._error_returns(spec, err), self.cw.worker_id))
+
+    # ---------------------------------------------------------- arguments ---
+    def _args(self, spec: TaskSpec):
+        args, kwargs = serialization.deserialize(spec.args_blob)
+        if spec.resolved is None:
+            return args, kwargs or {}
+        values = [self._resolve(slot) for slot in spec.resolved]
+        args = [values[a.index] if type(a) is ArgSlot else a for a in args]
+        if kwargs:
+            kwargs = {k: values[v.index] if type(v) is ArgSlot else v for k, v in kwargs.items()}
+        return args, kwargs or {}
+
+    def _resolve(self, slot):
+        kind, data = slot
+        if kind == INLINE:
+            return serialization.deserialize(data)
+        if kind == IN_STORE:
+            return self.cw._get_from_store(data)
+        from .object_api import error_from_blob
+        raise error_from_blob(data)
+
+    # ------------------------------------------------------------ returns ---
+    def _pack_returns(self, spec: TaskSpec, result) -> list:
+        n = spec.num_returns
+        if n == 1:
+            values = (result,)
+        elif n == 0:
+            return []
+        else:
+            values = tuple(result) if not isinstance(result, tuple) else result
+            if len(values) != n:
+                raise ValueError(f"Task '{spec.function_name}' declared num_returns={n} but "
+                                 f"returned {len(values)} values")
+        returns = []
+        for index, value in enumerate(values):
+            if value is None:
+                returns.append((INLINE, _NONE_BLOB))
+                continue
+            inline, stream, buffers, contained = serialization.serialize(
+                value, f"the return value of '{spec.function_name}'")
+            if contained:
+                self.cw.mark_escaped(contained)
+            if inline is not None:
+                returns.append((INLINE, inline))
+            else:
+                object_id = ids.object_id_for_return(spec.task_id, index)
+                size = self.cw.write_to_store(object_id, stream, buffers)
+                returns.append((IN_STORE, (self.cw.node_id, size)))
+        return returns
+
+    def _task_error(self, spec, exc):
+        tb = traceback.format_exc()
+        actor_repr = repr(self.actor) if self.actor is not None and spec.kind == ACTOR_TASK else None
+        name = spec.function_name if spec.kind != ACTOR_TASK else (
+            f"{type(self.actor).__name__}.{spec.method_name}")
+        return exceptions.RayTaskError(name, tb, exc, pid=os.getpid(), actor_repr=actor_repr,
+                                       actor_id=self.actor_id.hex() if self.actor_id else None)
+
+    def _error_returns(self, spec, err) -> list:
+        try:
+            blob = serialization.serialize_inline(err)[0]
+        except Exception:
+            if isinstance(err, exceptions.RayTaskError):
+                err = exceptions.RayTaskError(err.function_name, err.traceback_str,
+                                              RuntimeError(repr(err.cause)), pid=err.pid)
+            else:
+                err = exceptions.RaySystemError(repr(err))
+            blob = serialization.serialize_inline(err)[0]
+        return [(ERROR, blob)] * max(1, spec.num_returns)
+
+    # -------------------------------------------------------------- actors ---
+    def _create_actor(self, spec: TaskSpec):
+        cls = self.cw.functions.load(spec.function_id)
+        args, kwargs = self._args(spec)
+        options = spec.options or {}
+        self.actor_id = spec.actor_id
+        self.cw.actor_id = spec.actor_id
+        is_async = options.get("is_async", False)
+        max_concurrency = options.get("max_concurrency") or (1000 if is_async else 1)
+        self.actor = cls(*args, **kwargs)
+        if is_async:
+            self._start_event_loop(max_concurrency)
+            self.mode = "async"
+        elif max_concurrency > 1:
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=max_concurrency, thread_name_prefix="zray-actor")
+            self.mode = "threaded"
+        else:
+            self.mode = "actor"
+        return None
+
+    def _start_event_loop(self, max_concurrency: int) -> None:
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run():
+            asyncio.set_event_loop(loop)
+            self._async_sem = asyncio.Semaphore(max_concurrency)
+            ready.set()
+            loop.run_forever()
+
+        threading.Thread(target=run, name="zray-async-actor", daemon=True).start()
+        ready.wait(5)
+        self._async_loop = loop
+
+    def _start_async(self, identity, spec) -> None:
+        self._async_loop.create_task(self._run_async(identity, spec))
+
+    async def _run_async(self, identity, spec) -> None:
+        async with self._async_sem:
+            token = current_task.set(TaskContext(spec.task_id, spec.function_name, spec.actor_id))
+            exiting = False
+            try:
+                method = getattr(self.actor, spec.method_name)
+                args, kwargs = self._args(spec)
+                result = method(*args, **kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
+                returns = self._pack_returns(spec, result)
+            except (ActorExit, exceptions.AsyncioActorExit):
+                exiting = True
+                returns = self._error_returns(spec, exceptions.ActorDiedError(
+                    error_msg="The actor exited intentionally via exit_actor()."))
+            except asyncio.CancelledError:
+                returns = self._error_returns(spec, exceptions.TaskCancelledError(spec.task_id.hex()))
+            except Exception as exc:
+                returns = self._error_returns(spec, self._task_error(spec, exc))
+            finally:
+                current_task.reset(token)
+            self._reply(identity, spec, returns)
+            if exiting:
+                self.exit_now(0)

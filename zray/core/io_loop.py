@@ -1,0 +1,257 @@
+"""The per-process progress engine: one lock, every socket, any thread drives.
+
+Why not a dedicated IO thread?  Handing each call to another thread costs ~3x
+a direct round trip on this machine (LIMITS.md), so the thread that waits
+for a reply drives the sockets itself ("leader"), while:
+
+* other threads that only need a result wait on a condition variable the
+  leader notifies after every dispatch round ("followers");
+* a thread that must *send* while a leader sits in ``poll`` writes a byte to
+  the leader's wake pipe so the leader yields the lock quickly;
+* a background thread watches every socket's edge-triggered ZMQ_FD with
+  ``select.poll`` *without* holding the lock, and drains them when nobody
+  else is driving, so replies, owner requests and timers are served while
+  user code runs.  Rule that keeps this correct: whoever holds the lock
+  drains every readable socket until EAGAIN before releasing it (an
+  edge-triggered FD does not fire again for messages already queued).
+
+All socket access happens with ``lock`` held (zmq sockets may move between
+threads behind a full memory barrier, which the lock provides).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import select
+import threading
+import time
+
+import zmq
+
+log = logging.getLogger(__name__)
+
+POLLIN = zmq.POLLIN
+_NOBLOCK = zmq.NOBLOCK
+_Again = zmq.Again
+BACKGROUND_TICK_S = 0.05
+
+
+class IoLoop:
+    def __init__(self, name: str = "io"):
+        self.name = name
+        self.lock = threading.Lock()
+        self._handlers: dict = {}          # socket -> (handler, multipart)
+        self._poller = zmq.Poller()
+        self._leader_wake_r, self._leader_wake_w = os.pipe()
+        self._bg_wake_r, self._bg_wake_w = os.pipe()
+        for fd in (self._leader_wake_r, self._leader_wake_w, self._bg_wake_r, self._bg_wake_w):
+            os.set_blocking(fd, False)
+        self._poller.register(self._leader_wake_r, POLLIN)
+        self._contenders = 0
+        self._contenders_lock = threading.Lock()
+        self._round_done = threading.Condition(threading.Lock())
+        self._followers = 0
+        self._sockets_version = 0
+        self._tick_callbacks: list = []
+        self._next_tick = 0.0
+        self._running = False
+        self._thread = None
+
+    # ---------------------------------------------------------- sockets ---
+    def add_socket(self, sock, handler, multipart: bool = False) -> None:
+        """Route messages of ``sock`` to ``handler(frames_or_frame)`` (lock held)."""
+        self._handlers[sock] = (handler, multipart)
+        self._poller.register(sock, POLLIN)
+        self._sockets_version += 1
+        self._wake(self._bg_wake_w)
+
+    def remove_socket(self, sock) -> None:
+        if self._handlers.pop(sock, None) is not None:
+            self._poller.unregister(sock)
+            self._sockets_version += 1
+            self._wake(self._bg_wake_w)
+
+    def add_tick(self, callback) -> None:
+        """``callback()`` runs with the lock held every ~50 ms (background)."""
+        self._tick_callbacks.append(callback)
+
+    # ----------------------------------------------------------- locking ---
+    def acquire(self) -> None:
+        """Take the lock to send; a leader blocked in poll is woken to yield."""
+        if self.lock.acquire(False):
+            return
+        with self._contenders_lock:
+            self._contenders += 1
+        self._wake(self._leader_wake_w)
+        self.lock.acquire()
+        with self._contenders_lock:
+            self._contenders -= 1
+
+    def release(self) -> None:
+        self.lock.release()
+        if self._followers:
+            with self._round_done:
+                self._round_done.notify_all()
+
+    @staticmethod
+    def _wake(fd) -> None:
+        try:
+            os.write(fd, b"x")
+        except BlockingIOError:
+            pass  # pipe already full of wake-ups: the reader will wake anyway
+
+    # ----------------------------------------------------------- driving ---
+    def poll_once(self, timeout_ms) -> None:
+        """One poll round, draining every readable socket (lock held)."""
+        for sock, _ in self._poller.poll(timeout_ms):
+            if sock == self._leader_wake_r:
+                try:
+                    os.read(self._leader_wake_r, 4096)
+                except BlockingIOError:
+                    pass
+            else:
+                self._drain(sock)
+
+    def _drain(self, sock) -> None:
+        entry = self._handlers.get(sock)
+        if entry is None:
+            return
+        handler, multipart = entry
+        recv = sock.recv_multipart if multipart else sock.recv
+        while True:
+            try:
+                frames = recv(_NOBLOCK)
+            except _Again:
+                return
+            except zmq.ZMQError as exc:
+                log.warning("%s: recv failed on %s: %s", self.name, sock, exc)
+                return
+            try:
+                handler(frames)
+            except Exception:
+                log.exception("%s: handler failed", self.name)
+            if sock not in self._handlers:
+                return
+
+    def maybe_tick(self) -> None:
+        """Run the tick callbacks if one is due (lock held)."""
+        now = time.monotonic()
+        if now < self._next_tick:
+            return
+        self._next_tick = now + BACKGROUND_TICK_S
+        for callback in self._tick_callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("%s: tick callback failed", self.name)
+
+    def drain_all(self) -> None:
+        """Drain every socket that has input, without blocking (lock held)."""
+        for sock in list(self._handlers):
+            try:
+                if sock.getsockopt(zmq.EVENTS) & POLLIN:
+                    self._drain(sock)
+            except zmq.ZMQError:
+                continue
+
+    def wait_until(self, predicate, timeout: float | None = None) -> bool:
+        """Drive (or follow) until ``predicate()`` is true; False on timeout."""
+        if predicate():
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.lock.acquire(False):
+                try:
+                    while not predicate():
+                        if self._contenders:
+                            break
+                        if deadline is None:
+                            wait_ms = 1000
+                        else:
+                            remaining = deadline - time.monotonic()
+                            if remaining <= 0:
+                                return False
+                            wait_ms = min(1000, max(1, int(remaining * 1000) + 1))
+                        self.poll_once(wait_ms)
+                        self.maybe_tick()
+                        if self._followers:
+                            with self._round_done:
+                                self._round_done.notify_all()
+                    else:
+                        return True
+                finally:
+                    self.release()
+                time.sleep(0)  # let the contender that made us yield take the lock
+            else:
+                if predicate():
+                    return True
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return predicate()
+                with self._round_done:
+                    self._followers += 1
+                    try:
+                        self._round_done.wait(0.02 if remaining is None else min(0.02, remaining))
+                    finally:
+                        self._followers -= 1
+            if predicate():
+                return True
+
+    # -------------------------------------------------------- background ---
+    def start_background(self) -> None:
+        self._running = True
+        self._thread = threading.Thread(target=self._background, name=f"zray-{self.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop_background(self) -> None:
+        self._running = False
+        self._wake(self._bg_wake_w)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2)
+
+    def _background(self) -> None:
+        poller = None
+        version = -1
+        next_tick = time.monotonic()
+        while self._running:
+            if version != self._sockets_version:
+                self.lock.acquire()
+                try:
+                    version = self._sockets_version
+                    poller = select.poll()
+                    poller.register(self._bg_wake_r, select.POLLIN)
+                    for sock in self._handlers:
+                        try:
+                            poller.register(sock.getsockopt(zmq.FD), select.POLLIN)
+                        except zmq.ZMQError:
+                            pass
+                finally:
+                    self.lock.release()
+            timeout_ms = max(0, int((next_tick - time.monotonic()) * 1000))
+            try:
+                ready = poller.poll(timeout_ms)
+            except InterruptedError:
+                ready = []
+            if not self._running:
+                return
+            if any(fd == self._bg_wake_r for fd, _ in ready):
+                try:
+                    os.read(self._bg_wake_r, 4096)
+                except BlockingIOError:
+                    pass
+            self.lock.acquire()
+            try:
+                self.drain_all()
+                self.maybe_tick()
+                next_tick = self._next_tick
+            finally:
+                self.release()
+
+    def close(self) -> None:
+        self.stop_background()
+        for fd in (self._leader_wake_r, self._leader_wake_w, self._bg_wake_r, self._bg_wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass

@@ -1,0 +1,218 @@
+"""put / get / wait / futures for the CoreWorker (mixin, shares its state).
+
+Small values live in the owner's reference table (in-process store); large
+ones are written once into the host's shared-memory arena and read back as
+read-only zero-copy views whose store pin is released when the last view
+is garbage-collected.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+
+from .. import exceptions, ids, serialization
+from ..sockets import messages as m
+from ..sockets.messages import ReturnKind
+from ..store import layout, shm
+from .object_ref import ObjectRef
+
+log = logging.getLogger(__name__)
+
+INLINE, IN_STORE, ERROR = ReturnKind.INLINE, ReturnKind.IN_STORE, ReturnKind.ERROR
+_loads = serialization.deserialize
+
+
+class ObjectApi:
+    # ---------------------------------------------------------------- put ---
+    def put(self, value, what: str = "the value passed to put()") -> ObjectRef:
+        if isinstance(value, ObjectRef):
+            raise TypeError("Calling 'put' on an ObjectRef is not allowed. If you really want "
+                            "to do this, you can wrap the ObjectRef in a list and call 'put' on it.")
+        inline, stream, buffers, contained = serialization.serialize(value, what)
+        ctx = self.task_context()
+        ctx.puts += 1
+        object_id = ids.object_id_for_put(ctx.task_id, ctx.puts)
+        location = None
+        if inline is None:
+            location = (self.node_id, self.write_to_store(object_id, stream, buffers))
+        self.loop.acquire()
+        try:
+            entry = self.refs.add_owned(object_id, self.address)
+            entry.ready = True
+            if location is None:
+                entry.kind, entry.data = INLINE, inline
+            else:
+                entry.kind, entry.data = IN_STORE, location
+            if contained:
+                entry.contained = contained
+        finally:
+            self.loop.release()
+        return ObjectRef(object_id, self.address, _count=False)
+
+    def write_to_store(self, object_id: bytes, stream, buffers) -> int:
+        """Reserve, write and seal an object in this node's arena; returns its size."""
+        lengths = [memoryview(b).nbytes for b in buffers]
+        size = layout.encoded_size(len(stream), lengths)
+        reply = self.raylet_call(lambda rid: m.CreateObject(rid, object_id, size))
+        if reply.offset < 0:
+            raise exceptions.ObjectStoreFullError(reply.message)
+        if self._store_writer is None:
+            self._store_writer = shm.ArenaWriter(self.arena_path, self.arena_capacity)
+        layout.write_object(self._store_writer.view(reply.offset, size), stream, buffers)
+        self.send_raylet(m.SealObject(object_id))
+        return size
+
+    # ---------------------------------------------------------------- get ---
+    def get(self, refs: list, timeout=None) -> list:
+        entries = self._prepare_waits(refs)
+        pending = [e for e in entries if not e.ready]
+        if pending:
+            position = [0]
+            total = len(pending)
+
+            def all_ready():
+                i = position[0]
+                while i < total and pending[i].ready:
+                    i += 1
+                position[0] = i
+                return i == total
+
+            self.notify_blocked()
+            try:
+                ok = self.loop.wait_until(all_ready, timeout)
+            finally:
+                self.notify_unblocked()
+            if not ok:
+                raise exceptions.GetTimeoutError(
+                    f"Get timed out: {total - position[0]} of {len(refs)} object(s) not ready "
+                    f"after {timeout}s.")
+        return [self.materialize(ref, entry) for ref, entry in zip(refs, entries)]
+
+    def _prepare_waits(self, refs) -> list:
+        """Entries for ``refs``; starts owner fetches for borrowed ones."""
+        entries = []
+        objects = self.refs.objects
+        self.loop.acquire()
+        try:
+            for ref in refs:
+                if type(ref) is not ObjectRef:
+                    raise TypeError(f"Expected an ObjectRef, got {type(ref).__name__}: {ref!r}")
+                entry = objects.get(ref._id)
+                if entry is None:
+                    entry = self.refs.entry_for_ref(ref._id, ref._owner)
+                if not entry.ready and not entry.owned:
+                    self._request_object_status(ref._id, entry)
+                entries.append(entry)
+        finally:
+            self.loop.release()
+        return entries
+
+    def materialize(self, ref, entry):
+        kind = entry.kind
+        if kind == INLINE:
+            return _loads(entry.data)
+        if kind == IN_STORE:
+            return self._get_from_store(ref._id)
+        raise error_from_blob(entry.data)
+
+    def _get_from_store(self, object_id: bytes):
+        reply = self.raylet_call(lambda rid: m.GetObjectLocal(rid, object_id))
+        if reply.offset < 0:
+            raise exceptions.ObjectLostError(object_id.hex(), detail=(
+                "The object is not in this node's object store (cross-node transfer and "
+                "reconstruction are not available yet)."))
+        view = shm.map_readonly(self.arena_path, reply.offset, reply.size,
+                                lambda: self._pending_releases.append(object_id))
+        stream, buffers = layout.read_object(view)
+        return _loads(stream, buffers)
+
+    # --------------------------------------------------------------- wait ---
+    def wait(self, refs: list, num_returns: int = 1, timeout=None):
+        entries = self._prepare_waits(refs)
+
+        def enough_ready():
+            count = 0
+            for entry in entries:
+                if entry.ready:
+                    count += 1
+                    if count >= num_returns:
+                        return True
+            return False
+
+        if not enough_ready() and timeout != 0:
+            self.notify_blocked()
+            try:
+                self.loop.wait_until(enough_ready, timeout)
+            finally:
+                self.notify_unblocked()
+        ready, not_ready = [], []
+        for ref, entry in zip(refs, entries):
+            if entry.ready and len(ready) < num_returns:
+                ready.append(ref)
+            else:
+                not_ready.append(ref)
+        return ready, not_ready
+
+    # ------------------------------------------------------------ futures ---
+    def future_of(self, ref) -> concurrent.futures.Future:
+        future = concurrent.futures.Future()
+        entry = self._prepare_waits([ref])[0]
+
+        def resolve():
+            try:
+                future.set_result(self.materialize(ref, entry))
+            except BaseException as exc:  # the value's error is the future's error
+                future.set_exception(exc)
+
+        def on_ready():
+            self.future_executor().submit(resolve)
+
+        self.loop.acquire()
+        try:
+            if entry.ready:
+                on_ready()
+            else:
+                self.refs.on_ready(entry, on_ready)
+        finally:
+            self.loop.release()
+        return future
+
+    def future_executor(self):
+        if self._future_executor is None:
+            self._future_executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=4, thread_name_prefix="zray-future")
+        return self._future_executor
+
+    # ----------------------------------------------------------- blocking ---
+    def notify_blocked(self) -> None:
+        """A task blocked in get/wait gives its CPU back so nested tasks can run."""
+        executor = self.executor
+        if executor is None or not executor.holds_task_resources():
+            return
+        self._blocked_depth += 1
+        if self._blocked_depth == 1:
+            self.loop.acquire()
+            try:
+                self.raylet.send(m.encode(m.NotifyBlocked()))
+                executor.requeue_unstarted()
+            finally:
+                self.loop.release()
+
+    def notify_unblocked(self) -> None:
+        executor = self.executor
+        if executor is None or self._blocked_depth == 0:
+            return
+        self._blocked_depth -= 1
+        if self._blocked_depth == 0:
+            self.send_raylet(m.NotifyUnblocked())
+
+
+def error_from_blob(blob):
+    """The exception to raise for an ERROR object."""
+    try:
+        err = _loads(blob)
+    except Exception as exc:
+        return exceptions.RaySystemError(f"could not deserialize a task error: {exc!r}")
+    if isinstance(err, exceptions.RayTaskError):
+        return err.as_instanceof_cause()
+    return err

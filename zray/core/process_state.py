@@ -1,0 +1,14 @@
+"""The one per-process handle the public API needs: this process's CoreWorker.
+
+Set by ``zray.init`` in a driver and by the worker entry point in workers;
+nothing else in zray keeps process globals.
+"""
+from __future__ import annotations
+
+worker = None  # zray.core.core_worker.CoreWorker | None
+
+
+def require_worker():
+    if worker is None:
+        raise RuntimeError("zray is not initialized: call zray.init() first")
+    return worker

@@ -1,0 +1,124 @@
+"""Ownership and reference counts for every object this process knows.
+
+One entry per ObjectID holding: whether this process owns it, local ref
+count (ObjectRef instances alive here), submitted-task count (pending tasks
+using it as an argument), readiness and value (inline bytes, store location
+or error), and callbacks to run when it becomes ready.
+
+Pure bookkeeping: no sockets.  The core worker calls it with its lock held
+and performs the actions it returns (free store copies, reply to waiters).
+"""
+from __future__ import annotations
+
+from collections import deque
+
+from ..sockets.messages import ReturnKind
+
+INLINE = ReturnKind.INLINE
+IN_STORE = ReturnKind.IN_STORE
+ERROR = ReturnKind.ERROR
+
+
+class Entry:
+    __slots__ = ("owned", "refs", "task_refs", "ready", "kind", "data", "escaped",
+                 "callbacks", "owner", "contained", "fetching", "pinned_reason")
+
+    def __init__(self, owned: bool, owner, refs: int = 0):
+        self.owned = owned
+        self.owner = owner            # (worker_id, endpoint)
+        self.refs = refs
+        self.task_refs = 0
+        self.ready = False
+        self.kind = None
+        self.data = None
+        self.escaped = False          # a copy of the ref left this process
+        self.callbacks = None
+        self.contained = None         # ObjectRefs kept alive by this object's value
+        self.fetching = False         # borrowed: a status request is out
+        self.pinned_reason = None     # e.g. "captured" for refs in a function definition
+
+
+class ReferenceTable:
+    def __init__(self):
+        self.objects: dict = {}
+        self.ref_ops: deque = deque()   # (object_id, owner, +1/-1), appended from any thread
+        self.freed_store_objects: list = []   # owned IN_STORE objects to delete in stores
+
+    def add_owned(self, object_id: bytes, owner) -> Entry:
+        entry = Entry(True, owner, refs=1)
+        self.objects[object_id] = entry
+        return entry
+
+    def apply_ref_ops(self) -> None:
+        ops = self.ref_ops
+        objects = self.objects
+        while ops:
+            object_id, owner, delta = ops.popleft()
+            entry = objects.get(object_id)
+            if entry is None:
+                if delta <= 0:
+                    continue
+                entry = objects[object_id] = Entry(False, owner)
+            entry.refs += delta
+            if entry.refs <= 0 and entry.task_refs <= 0:
+                self._maybe_free(object_id, entry)
+
+    def entry_for_ref(self, object_id: bytes, owner) -> Entry:
+        """Entry for a ref held by the caller (its +1 may still be queued)."""
+        entry = self.objects.get(object_id)
+        if entry is None:
+            entry = self.objects[object_id] = Entry(False, owner)
+        return entry
+
+    def add_task_ref(self, entry: Entry) -> None:
+        entry.task_refs += 1
+
+    def remove_task_ref(self, object_id: bytes) -> None:
+        entry = self.objects.get(object_id)
+        if entry is None:
+            return
+        entry.task_refs -= 1
+        if entry.refs <= 0 and entry.task_refs <= 0:
+            self.apply_ref_ops()
+            if entry.refs <= 0 and entry.task_refs <= 0:
+                self._maybe_free(object_id, entry)
+
+    def set_ready(self, object_id: bytes, kind: int, data) -> list:
+        """Record the value; returns the callbacks to run (with the lock held)."""
+        entry = self.objects.get(object_id)
+        if entry is None or entry.ready:
+            return ()
+        entry.ready = True
+        entry.kind = kind
+        entry.data = data
+        callbacks = entry.callbacks or ()
+        entry.callbacks = None
+        if entry.owned and entry.refs <= 0 and entry.task_refs <= 0 and not callbacks:
+            self.apply_ref_ops()
+            if entry.refs <= 0 and entry.task_refs <= 0:
+                self._maybe_free(object_id, entry)
+        return callbacks
+
+    def on_ready(self, entry: Entry, callback) -> None:
+        if entry.callbacks is None:
+            entry.callbacks = [callback]
+        else:
+            entry.callbacks.append(callback)
+
+    def _maybe_free(self, object_id: bytes, entry: Entry) -> None:
+        if entry.owned:
+            if not entry.ready or entry.escaped or entry.pinned_reason or entry.callbacks:
+                return
+            if entry.kind == IN_STORE:
+                self.freed_store_objects.append(object_id)
+        del self.objects[object_id]
+
+    def take_freed_store_objects(self) -> list:
+        freed = self.freed_store_objects
+        self.freed_store_objects = []
+        return freed
+
+    def stats(self) -> dict:
+        owned = sum(1 for e in self.objects.values() if e.owned)
+        return {"num_objects": len(self.objects), "num_owned": owned,
+                "num_borrowed": len(self.objects) - owned}

@@ -1,0 +1,160 @@
+"""Building task specs from Python calls (mixin for CoreWorker).
+
+Turns ``f.remote(*args, **kwargs)`` / ``actor.method.remote(...)`` /
+``Cls.remote(...)`` into TaskSpecs: top-level ObjectRef arguments become
+ArgSlots resolved by the owner, everything else is pickled once; very large
+plain arguments are put into the object store first (as Ray does).
+"""
+from __future__ import annotations
+
+from .. import ids, serialization
+from ..serialization import INLINE_THRESHOLD, SerializationError
+from .actor_submitter import ActorCall
+from .object_ref import ObjectRef
+from .task_spec import ACTOR_CREATION_TASK, ACTOR_TASK, NORMAL_TASK, ArgSlot, TaskSpec
+from .task_submitter import PendingTask
+
+
+class Submission:
+    def encode_args(self, args, kwargs, function_name: str):
+        """(args_blob, [ObjectRef deps]) for a call."""
+        deps: list = []
+        if _has_top_level_ref(args, kwargs):
+            args = [_slot(a, deps) for a in args]
+            kwargs = {k: _slot(v, deps) for k, v in kwargs.items()} if kwargs else kwargs
+        try:
+            blob, contained = serialization.serialize_inline((args, kwargs))
+        except SerializationError:
+            _raise_naming_culprit(args, kwargs, function_name)
+            raise
+        if len(blob) > INLINE_THRESHOLD:
+            args = [self._put_if_large(a, deps) for a in args]
+            kwargs = {k: self._put_if_large(v, deps) for k, v in kwargs.items()} if kwargs else kwargs
+            blob, contained = serialization.serialize_inline((args, kwargs))
+        if contained:
+            self.mark_escaped(contained)
+        return blob, deps
+
+    def _put_if_large(self, value, deps):
+        if isinstance(value, ArgSlot):
+            return value
+        blob, _ = serialization.serialize_inline(value)
+        if len(blob) <= INLINE_THRESHOLD:
+            return value
+        return _slot(self.put(value), deps)
+
+    def mark_escaped(self, refs) -> None:
+        """Refs that left this process stay pinned (borrower tracking is next)."""
+        self.loop.acquire()
+        try:
+            for ref in refs:
+                entry = self.refs.entry_for_ref(ref._id, ref._owner)
+                entry.escaped = True
+        finally:
+            self.loop.release()
+
+    def _dep_entries(self, deps):
+        entry_for_ref = self.refs.entry_for_ref
+        return [(ref._id, entry_for_ref(ref._id, ref._owner)) for ref in deps]
+
+    # ------------------------------------------------------- normal tasks ---
+    def submit_task(self, function_id: bytes, function_name: str, args, kwargs, num_returns: int,
+                    resources_key: tuple, max_retries: int, retry_exceptions):
+        args_blob, deps = self.encode_args(args, kwargs, function_name)
+        self.loop.acquire()
+        try:
+            ctx = self.task_context()
+            ctx.children += 1
+            task_id = ids.child_task_id(ctx.task_id, ctx.children)
+            return_ids = [task_id + (i + 1).to_bytes(4, "little") for i in range(num_returns)]
+            add_owned = self.refs.add_owned
+            for object_id in return_ids:
+                add_owned(object_id, self.address)
+            spec = TaskSpec(task_id, ctx.task_id[12:16], NORMAL_TASK, function_id, function_name,
+                            args_blob, None, num_returns, self.worker_id, self.endpoint, None, None,
+                            0, None, ctx.task_id)
+            self.tasks.submit(PendingTask(spec, return_ids, self._dep_entries(deps), max_retries,
+                                          retry_exceptions, resources_key))
+        finally:
+            self.loop.release()
+        address = self.address
+        return [ObjectRef(object_id, address, _count=False) for object_id in return_ids]
+
+    # -------------------------------------------------------- actor tasks ---
+    def submit_actor_task(self, actor_id: bytes, method_name: str, args, kwargs, num_returns: int):
+        args_blob, deps = self.encode_args(args, kwargs, method_name)
+        self.loop.acquire()
+        try:
+            ctx = self.task_context()
+            ctx.children += 1
+            task_id = ids.child_task_id(ctx.task_id, ctx.children)
+            return_ids = [task_id + (i + 1).to_bytes(4, "little") for i in range(num_returns)]
+            add_owned = self.refs.add_owned
+            for object_id in return_ids:
+                add_owned(object_id, self.address)
+            st = self.actors.state_of(actor_id)
+            st.seq += 1
+            spec = TaskSpec(task_id, ctx.task_id[12:16], ACTOR_TASK, b"", method_name, args_blob,
+                            None, num_returns, self.worker_id, self.endpoint, actor_id, method_name,
+                            st.seq, None, ctx.task_id)
+            self.actors.submit(ActorCall(spec, return_ids, self._dep_entries(deps)))
+        finally:
+            self.loop.release()
+        address = self.address
+        return [ObjectRef(object_id, address, _count=False) for object_id in return_ids]
+
+    def build_actor_creation_spec(self, actor_id: bytes, class_id: bytes, class_name: str,
+                                  args, kwargs, options: dict) -> TaskSpec:
+        """Creation spec with arguments already resolved (waits for ref args)."""
+        args_blob, deps = self.encode_args(args, kwargs, class_name)
+        resolved = None
+        if deps:
+            self.get(deps)  # raises the dependency's error if it failed
+            from .task_submitter import resolve_args
+            resolved, _ = resolve_args(self._dep_entries(deps))
+            self.mark_escaped(deps)  # the actor may keep borrowing them
+        self.loop.acquire()
+        try:
+            ctx = self.task_context()
+            ctx.children += 1
+            task_id = ids.child_task_id(ctx.task_id, ctx.children)
+        finally:
+            self.loop.release()
+        return TaskSpec(task_id, ctx.task_id[12:16], ACTOR_CREATION_TASK, class_id, class_name,
+                        args_blob, resolved, 1, self.worker_id, self.endpoint, actor_id, None, 0,
+                        options, ctx.task_id)
+
+
+def _has_top_level_ref(args, kwargs) -> bool:
+    for a in args:
+        if type(a) is ObjectRef:
+            return True
+    if kwargs:
+        for v in kwargs.values():
+            if type(v) is ObjectRef:
+                return True
+    return False
+
+
+def _slot(value, deps):
+    if type(value) is ObjectRef:
+        deps.append(value)
+        return ArgSlot(len(deps) - 1)
+    return value
+
+
+def _raise_naming_culprit(args, kwargs, function_name):
+    for position, value in enumerate(args):
+        try:
+            serialization.serialize_inline(value)
+        except SerializationError as exc:
+            raise SerializationError(
+                f"Could not serialize argument {position} (type {type(value).__name__}) of "
+                f"'{function_name}': {exc.__cause__ or exc}") from exc
+    for name, value in (kwargs or {}).items():
+        try:
+            serialization.serialize_inline(value)
+        except SerializationError as exc:
+            raise SerializationError(
+                f"Could not serialize keyword argument '{name}' (type {type(value).__name__}) "
+                f"of '{function_name}': {exc.__cause__ or exc}") from exc

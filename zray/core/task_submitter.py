@@ -1,0 +1,292 @@
+"""Normal-task submission: dependency resolution, leases, pipelined pushes.
+
+Per scheduling key (the resource shape) the owner keeps a FIFO of ready
+tasks and the worker leases it holds.  Tasks go straight to leased workers
+(DEALER -> worker ROUTER), several in flight per lease when tasks are short
+(measured), one at a time when they are long so work spreads evenly.  A
+lease idle for IDLE_LEASE_S, or asked back by the raylet, is returned.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections import deque
+
+from .. import exceptions, serialization
+from ..sockets import messages as m
+from ..sockets.messages import ReturnKind, TaskStatus
+
+log = logging.getLogger(__name__)
+
+INLINE, IN_STORE, ERROR = ReturnKind.INLINE, ReturnKind.IN_STORE, ReturnKind.ERROR
+IDLE_LEASE_S = 0.2
+MAX_LEASE_REQUESTS = 4
+SHORT_TASK_S = 0.002
+PIPELINE_DEPTH = 16
+
+
+class PendingTask:
+    __slots__ = ("spec", "return_ids", "deps", "unresolved", "retries_left", "retry_exceptions",
+                 "key", "cancelled", "sent_at", "depth_at_send", "force_cancelled")
+
+    def __init__(self, spec, return_ids, deps, retries_left, retry_exceptions, key):
+        self.spec = spec
+        self.return_ids = return_ids
+        self.deps = deps                    # [(object_id, entry)]
+        self.unresolved = 0
+        self.retries_left = retries_left
+        self.retry_exceptions = retry_exceptions
+        self.key = key
+        self.cancelled = False
+        self.force_cancelled = False
+        self.sent_at = 0.0
+        self.depth_at_send = 1
+
+
+class Lease:
+    __slots__ = ("lease_id", "worker_id", "endpoint", "sock", "in_flight", "queue", "idle_since",
+                 "blocked")
+
+    def __init__(self, lease_id, worker_id, endpoint, sock, queue):
+        self.lease_id = lease_id
+        self.worker_id = worker_id
+        self.endpoint = endpoint
+        self.sock = sock
+        self.in_flight: dict = {}
+        self.queue = queue
+        self.idle_since = time.monotonic()
+        self.blocked = False
+
+
+class KeyQueue:
+    __slots__ = ("resources", "tasks", "leases", "requests", "task_time", "warned")
+
+    def __init__(self, resources):
+        self.resources = resources
+        self.tasks: deque = deque()
+        self.leases: list = []
+        self.requests: set = set()
+        self.task_time = 1.0                # EWMA seconds per task; starts "long"
+        self.warned = False
+
+
+def resolve_args(deps) -> tuple:
+    """(resolved slots, error blob or None) for deps that are all ready."""
+    resolved = []
+    for object_id, entry in deps:
+        kind = entry.kind
+        if kind == INLINE:
+            resolved.append((INLINE, entry.data))
+        elif kind == IN_STORE:
+            resolved.append((IN_STORE, object_id))
+        else:
+            return None, entry.data
+    return resolved, None
+
+
+class TaskSubmitter:
+    def __init__(self, core_worker):
+        self.cw = core_worker
+        self.queues: dict = {}
+        self.leases: dict = {}
+        self.in_flight: dict = {}           # task_id -> Lease
+        self.lease_requests: dict = {}      # request_id -> KeyQueue
+        self.tasks: dict = {}               # task_id -> PendingTask (until finished)
+
+    # ------------------------------------------------------------ submit ---
+    def submit(self, task: PendingTask) -> None:
+        """Called with the core worker lock held."""
+        self.tasks[task.spec.task_id] = task
+        if not task.deps:
+            self._enqueue(task)
+            return
+        self.cw.track_dependencies(task, self._on_deps_ready)
+
+    def _on_deps_ready(self, task: PendingTask) -> None:
+        if task.cancelled:
+            return
+        resolved, error = resolve_args(task.deps)
+        if error is not None:
+            self._finish(task, [(ERROR, error)] * len(task.return_ids))
+            return
+        task.spec = task.spec._replace(resolved=resolved)
+        self._enqueue(task)
+
+    def _enqueue(self, task: PendingTask) -> None:
+        kq = self.queues.get(task.key)
+        if kq is None:
+            kq = self.queues[task.key] = KeyQueue(dict(task.key))
+        kq.tasks.append(task)
+        self._dispatch(kq)
+
+    def _dispatch(self, kq: KeyQueue) -> None:
+        tasks = kq.tasks
+        if tasks:
+            depth = PIPELINE_DEPTH if kq.task_time < SHORT_TASK_S else 1
+            now = time.monotonic()
+            while tasks:
+                best = None
+                for lease in kq.leases:
+                    n = len(lease.in_flight)
+                    if n < depth and not lease.blocked and (best is None or n < len(best.in_flight)):
+                        best = lease
+                if best is None:
+                    break
+                task = tasks.popleft()
+                if task.cancelled:
+                    continue
+                task_id = task.spec.task_id
+                best.in_flight[task_id] = task
+                self.in_flight[task_id] = best
+                task.sent_at = now
+                task.depth_at_send = len(best.in_flight)
+                best.sock.send(m.encode(m.PushTask(tuple(task.spec))))
+            if tasks and len(kq.requests) < min(MAX_LEASE_REQUESTS, len(tasks)):
+                rid = next(self.cw._request_ids)
+                self.lease_requests[rid] = kq
+                kq.requests.add(rid)
+                self.cw.raylet.send(m.encode(m.RequestWorkerLease(rid, kq.resources, None,
+                                                                  self.cw.job_id)))
+
+    # ------------------------------------------------------------- leases ---
+    def on_lease_reply(self, msg) -> None:
+        kq = self.lease_requests.get(msg.request_id)
+        if kq is None:
+            if type(msg) is m.LeaseGranted:   # cancelled meanwhile: give it back
+                self.cw.raylet.send(m.encode(m.ReturnWorker(msg.lease_id, False)))
+            return
+        if type(msg) is m.LeaseInfeasible:
+            if not kq.warned:
+                kq.warned = True
+                warning = f"zray warning: {msg.message}"
+                log.warning(warning)
+                print(warning, file=sys.stderr)
+            return
+        del self.lease_requests[msg.request_id]
+        kq.requests.discard(msg.request_id)
+        if type(msg) is m.LeaseFailed:
+            error = exceptions.TaskUnschedulableError(msg.message)
+            blob = serialization.serialize_inline(error)[0]
+            while kq.tasks:
+                task = kq.tasks.popleft()
+                self._finish(task, [(ERROR, blob)] * len(task.return_ids))
+            return
+        lease = Lease(msg.lease_id, msg.worker_id, msg.worker_endpoint,
+                      self.cw.peer(msg.worker_endpoint), kq)
+        self.leases[msg.lease_id] = lease
+        kq.leases.append(lease)
+        if kq.tasks:
+            self._dispatch(kq)
+        else:
+            self._return_lease(lease)
+
+    def _return_lease(self, lease: Lease, disconnect: bool = False) -> None:
+        self.leases.pop(lease.lease_id, None)
+        if lease in lease.queue.leases:
+            lease.queue.leases.remove(lease)
+        self.cw.raylet.send(m.encode(m.ReturnWorker(lease.lease_id, disconnect)))
+
+    def return_idle_leases(self, force: bool = False) -> None:
+        now = time.monotonic()
+        for lease in list(self.leases.values()):
+            if not lease.in_flight and not lease.queue.tasks and (
+                    force or now - lease.idle_since > IDLE_LEASE_S):
+                self._return_lease(lease)
+
+    def tick(self) -> None:
+        self.return_idle_leases()
+        for rid, kq in list(self.lease_requests.items()):
+            if not kq.tasks:
+                del self.lease_requests[rid]
+                kq.requests.discard(rid)
+                self.cw.raylet.send(m.encode(m.CancelLeaseRequest(rid)))
+
+    def on_worker_died(self, msg) -> None:
+        lease = self.leases.pop(msg.lease_id, None)
+        if lease is None:
+            return
+        if lease in lease.queue.leases:
+            lease.queue.leases.remove(lease)
+        self.cw.close_peer(lease.endpoint)
+        for task_id, task in list(lease.in_flight.items()):
+            self.in_flight.pop(task_id, None)
+            if task.cancelled:
+                err = exceptions.TaskCancelledError(task_id.hex())
+            elif task.retries_left != 0:
+                task.retries_left -= 1
+                lease.queue.tasks.appendleft(task)
+                continue
+            else:
+                err = exceptions.WorkerCrashedError(msg.message)
+            blob = serialization.serialize_inline(err)[0]
+            self._finish(task, [(ERROR, blob)] * len(task.return_ids))
+        lease.in_flight.clear()
+        self._dispatch(lease.queue)
+
+    # ------------------------------------------------------------ replies ---
+    def on_task_reply(self, msg) -> bool:
+        lease = self.in_flight.pop(msg.task_id, None)
+        if lease is None:
+            return False
+        task = lease.in_flight.pop(msg.task_id)
+        kq = lease.queue
+        now = time.monotonic()
+        if msg.status == TaskStatus.REQUEUE:
+            lease.blocked = True
+            kq.tasks.appendleft(task)
+        else:
+            elapsed = (now - task.sent_at) / task.depth_at_send
+            kq.task_time = 0.7 * kq.task_time + 0.3 * elapsed
+            if not (task.retry_exceptions and task.retries_left != 0
+                    and self._should_retry(task, msg.returns)):
+                self._finish(task, msg.returns)
+            else:
+                task.retries_left -= 1
+                kq.tasks.append(task)
+        if not lease.in_flight:
+            lease.blocked = False
+            lease.idle_since = now
+        self._dispatch(kq)
+        return True
+
+    @staticmethod
+    def _should_retry(task, returns) -> bool:
+        for kind, data in returns:
+            if kind == ERROR:
+                allowed = task.retry_exceptions
+                if allowed is True:
+                    return True
+                try:
+                    err = serialization.deserialize(data)
+                except Exception:
+                    return False
+                cause = getattr(err, "cause", err)
+                return isinstance(cause, tuple(allowed))
+        return False
+
+    def _finish(self, task: PendingTask, returns) -> None:
+        self.tasks.pop(task.spec.task_id, None)
+        cw = self.cw
+        for object_id, (kind, data) in zip(task.return_ids, returns):
+            cw.set_object_ready(object_id, kind, data)
+        for object_id, _ in task.deps:
+            cw.refs.remove_task_ref(object_id)
+
+    # ------------------------------------------------------------- cancel ---
+    def cancel(self, task_id: bytes, force: bool, recursive: bool) -> bool:
+        task = self.tasks.get(task_id)
+        if task is None:
+            return False
+        task.cancelled = True
+        lease = self.in_flight.get(task_id)
+        if lease is None:
+            try:
+                self.queues[task.key].tasks.remove(task)
+            except (KeyError, ValueError):
+                pass
+            blob = serialization.serialize_inline(exceptions.TaskCancelledError(task_id.hex()))[0]
+            self._finish(task, [(ERROR, blob)] * len(task.return_ids))
+            return True
+        lease.sock.send(m.encode(m.CancelTask(task_id, force, recursive)))
+        return True

@@ -1,0 +1,42 @@
+"""Entry point of a worker process (called in a child of the fork server)."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from . import process_state
+from .core_worker import CoreWorker
+from .executor import Executor
+
+log = logging.getLogger(__name__)
+
+
+def run(session_dir: str, raylet_endpoint: str, worker_id: bytes) -> int:
+    logs = os.path.join(session_dir, "logs")
+    out = os.open(os.path.join(logs, f"worker-{worker_id.hex()[:12]}.log"),
+                  os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(out)
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parent = os.getppid()
+    cw = CoreWorker(is_driver=False, raylet_endpoint=raylet_endpoint, session_dir=session_dir,
+                    job_id=b"\0\0\0\0", worker_id=worker_id)
+    process_state.worker = cw
+    cw.executor = Executor(cw)
+
+    def watch_parent():
+        if os.getppid() != parent:
+            log.warning("fork server died: exiting")
+            os._exit(1)
+    cw.loop.add_tick(watch_parent)
+    cw.connect()
+    code = cw.executor.run_forever()
+    try:
+        cw.shutdown()
+    finally:
+        os._exit(code)

@@ -1,0 +1,1 @@
+"""Per-host processes: raylet (leases, worker pool, object store), fork server, launcher."""

@@ -1,0 +1,146 @@
+"""Starting and stopping the processes of a node: session directory, GCS,
+raylet.  Used by ``zray.init()`` (embedded cluster, children watch the
+driver's pid) and by ``zray start`` (daemons that outlive the CLI)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+
+ROOT = os.path.join(tempfile.gettempdir(), "zray-sessions")  # not "zray": would shadow the package for scripts in /tmp
+CURRENT_CLUSTER_FILE = os.path.join(ROOT, "zray_current_cluster")
+STOP_TIMEOUT_S = 3.0
+
+
+def default_object_store_memory() -> int:
+    # Ray's default: 30% of RAM, capped (here at 8 GiB).
+    return int(min(psutil.virtual_memory().total * 0.3, 8 << 30)) & ~4095
+
+
+def make_session_dir() -> str:
+    os.makedirs(ROOT, mode=0o700, exist_ok=True)
+    session = tempfile.mkdtemp(prefix=time.strftime("session_%Y%m%d_%H%M%S_"), dir=ROOT)
+    os.chmod(session, 0o700)
+    for sub in ("sockets", "logs"):
+        os.makedirs(os.path.join(session, sub), mode=0o700)
+    return session
+
+
+class NodeProcesses:
+    """The GCS (head only) and raylet processes of one node."""
+
+    def __init__(self, session_dir: str, procs: list, gcs_ready: str | None, raylet_ready: str):
+        self.session_dir = session_dir
+        self.procs = procs
+        self.gcs_ready = gcs_ready
+        self.raylet_ready = raylet_ready
+        self.raylet_ipc = "ipc://" + os.path.join(session_dir, "sockets", "raylet")
+
+    def wait_ready(self, timeout: float = 20.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for proc in self.procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{_name(proc)} exited with code {proc.returncode} during "
+                                       f"startup; see logs in {self.session_dir}/logs")
+            try:
+                with open(self.raylet_ready) as f:
+                    return json.load(f)
+            except (OSError, ValueError):
+                time.sleep(0.005)
+        raise TimeoutError(f"the node did not start within {timeout}s; logs: {self.session_dir}/logs")
+
+    def stop(self) -> None:
+        stop_pids([p.pid for p in self.procs])
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=0.1)
+            except subprocess.TimeoutExpired:
+                pass
+        remove_session(self.session_dir)
+
+
+def _name(proc) -> str:
+    return "GCS" if "zray.gcs.server" in " ".join(proc.args) else "raylet"
+
+
+def start_node(*, head: bool, session_dir: str, num_cpus: float, num_gpus: float = 0,
+               resources: dict | None = None, object_store_memory: int | None = None,
+               node_ip: str = "127.0.0.1", gcs_port: int = 0, gcs_address: str | None = None,
+               gcs_pub_address: str | None = None, watch_pid: int = 0) -> NodeProcesses:
+    logs = os.path.join(session_dir, "logs")
+    procs = []
+    gcs_ready = None
+    common = [sys.executable, "-m"]
+    if head:
+        gcs_ready = os.path.join(session_dir, "gcs_ready.json")
+        cmd = common + ["zray.gcs.server", "--session-dir", session_dir, "--host", node_ip,
+                        "--port", str(gcs_port), "--ready-file", gcs_ready]
+        if watch_pid:
+            cmd += ["--watch-pid", str(watch_pid)]
+        procs.append(_spawn(cmd, os.path.join(logs, "gcs.out"), detach=not watch_pid))
+    raylet_ready = os.path.join(session_dir, "raylet_ready.json")
+    store = object_store_memory or default_object_store_memory()
+    cmd = common + ["zray.node.raylet", "--session-dir", session_dir, "--node-ip", node_ip,
+                    "--num-cpus", str(num_cpus), "--num-gpus", str(num_gpus or 0),
+                    "--resources", json.dumps(resources or {}),
+                    "--memory", str(int(psutil.virtual_memory().available * 0.7)),
+                    "--object-store-memory", str(int(store) & ~4095), "--ready-file", raylet_ready]
+    if head:
+        cmd += ["--gcs-ready-file", gcs_ready]
+    else:
+        cmd += ["--gcs-address", gcs_address, "--gcs-pub-address", gcs_pub_address]
+    if watch_pid:
+        cmd += ["--watch-pid", str(watch_pid)]
+    procs.append(_spawn(cmd, os.path.join(logs, "raylet.out"), detach=not watch_pid))
+    return NodeProcesses(session_dir, procs, gcs_ready, raylet_ready)
+
+
+def _spawn(cmd, out_path, detach: bool):
+    out = open(out_path, "ab")
+    try:
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                close_fds=True, start_new_session=detach)
+    finally:
+        out.close()
+
+
+def stop_pids(pids, timeout: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM, then SIGKILL after ``timeout``: only the pids given."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if _alive(pid)]
+        if alive:
+            time.sleep(0.02)
+    for pid in alive:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def remove_session(session_dir: str) -> None:
+    shutil.rmtree(session_dir, ignore_errors=True)
+    shutil.rmtree(os.path.join("/dev/shm", f"zray-{os.path.basename(session_dir)}"),
+                  ignore_errors=True)

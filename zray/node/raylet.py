@@ -1,0 +1,542 @@
+"""The raylet: one per host.  Local resources, worker pool, lease queue and
+the host's shared-memory object store.
+
+    python -m zray.node.raylet --session-dir D --gcs-ready-file F | --gcs-address A
+        --node-ip 127.0.0.1 --num-cpus N [--num-gpus G] [--resources JSON]
+        [--object-store-memory BYTES] [--ready-file F] [--watch-pid PID]
+
+Sockets: ROUTER on ipc (local drivers and workers) and tcp (the GCS, remote
+owners); DEALER to the GCS (registration, resource reports every 100 ms,
+worker deaths).  One thread owns them all; the fork server's stdout is
+polled in the same loop.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from collections import deque
+
+import zmq
+
+from .. import ids
+from ..sockets import messages as m
+from ..sockets import transport
+from ..sockets.messages import GcsMethod
+from ..store import ArenaAllocator, ObjectTable
+from ..store import shm
+from . import resources as res
+from .worker_pool import ACTOR, IDLE, LEASED, STARTING, WorkerPool
+
+log = logging.getLogger("zray.raylet")
+
+REPORT_INTERVAL_S = 0.1
+RECLAIM_INTERVAL_S = 0.05
+TICK_S = 0.05
+IDLE_WORKER_KILL_S = 60.0
+
+
+class LeaseRequest:
+    __slots__ = ("client", "request_id", "demand", "placement", "actor_id", "job_id", "warned")
+
+    def __init__(self, client, msg, demand, placement):
+        self.client = client
+        self.request_id = msg.request_id
+        self.demand = demand
+        self.placement = placement
+        self.actor_id = msg.actor_id
+        self.job_id = msg.job_id
+        self.warned = False
+
+
+class Lease:
+    __slots__ = ("lease_id", "client", "worker", "demand", "cpu_released")
+
+    def __init__(self, lease_id, client, worker, demand):
+        self.lease_id = lease_id
+        self.client = client
+        self.worker = worker
+        self.demand = demand
+        self.cpu_released = False
+
+
+class Raylet:
+    def __init__(self, args):
+        self.args = args
+        self.session_dir = args.session_dir
+        self.node_id = ids.random_unique_id()
+        self.node_ip = args.node_ip
+        total = {"CPU": float(args.num_cpus)}
+        if args.num_gpus:
+            total["GPU"] = float(args.num_gpus)
+        total.update(json.loads(args.resources or "{}"))
+        total["memory"] = float(args.memory)
+        total["object_store_memory"] = float(args.object_store_memory)
+        total[f"node:{self.node_ip}"] = 1.0
+        self.total_float = total
+        self.total = res.to_fixed(total)
+        self.available = dict(self.total)
+        self.lease_queue: deque = deque()
+        self.leases: dict = {}
+        self.lease_ids = iter(range(1, 1 << 62))
+        self.clients: dict = {}          # identity -> {"pid", "is_driver", "pins": {oid: n}}
+        self._last_reclaim = 0.0
+        self._last_report = 0.0
+        self._running = True
+
+        shm_dir = os.path.join("/dev/shm" if os.path.isdir("/dev/shm") else self.session_dir,
+                               f"zray-{os.path.basename(self.session_dir)}")
+        self.arena_path = os.path.join(shm_dir, "arena")
+        shm.create_arena(self.arena_path, args.object_store_memory)
+        self.shm_dir = shm_dir
+        self.store = ObjectTable(ArenaAllocator(args.object_store_memory))
+
+        self.router = transport.router(b"raylet")
+        self.ipc_endpoint = transport.bind_ipc(self.router, os.path.join(self.session_dir, "sockets", "raylet"))
+        self.tcp_endpoint = transport.bind_tcp(self.router, self.node_ip, args.port)
+
+        gcs_address, gcs_pub = args.gcs_address, args.gcs_pub_address
+        if args.gcs_ready_file:
+            info = _wait_json(args.gcs_ready_file, 20.0)
+            gcs_address, gcs_pub = info["gcs_address"], info["pub_address"]
+        self.gcs_address, self.gcs_pub_address = gcs_address, gcs_pub
+        self.gcs = transport.dealer(b"raylet-" + self.node_id)
+        self.gcs.connect(gcs_address)
+        self.pool = WorkerPool(self.session_dir, self.ipc_endpoint)
+        for _ in range(int(args.num_cpus)):
+            self.pool.start_worker()
+
+        node = {"node_id": self.node_id, "node_ip": self.node_ip,
+                "raylet_endpoint": self.tcp_endpoint, "resources_total": total,
+                "object_store_memory": args.object_store_memory}
+        self.gcs.send(m.encode(m.GcsRequest(0, int(GcsMethod.REGISTER_NODE), (node,))))
+        if args.ready_file:
+            _write_json(args.ready_file, {"node_id": self.node_id.hex(), "ipc": self.ipc_endpoint,
+                                          "tcp": self.tcp_endpoint, "pid": os.getpid(),
+                                          "gcs_address": gcs_address, "gcs_pub_address": gcs_pub})
+
+    # ---------------------------------------------------------------- loop ---
+    def run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.router, zmq.POLLIN)
+        poller.register(self.gcs, zmq.POLLIN)
+        poller.register(self.pool.stdout_fd, zmq.POLLIN)
+        next_tick = time.monotonic()
+        watch = self.args.watch_pid
+        while self._running:
+            timeout = max(0, int((next_tick - time.monotonic()) * 1000))
+            for sock, _ in poller.poll(timeout):
+                if sock is self.router:
+                    self._drain_router()
+                elif sock is self.gcs:
+                    self._drain_gcs()
+                else:
+                    for event in self.pool.read_events():
+                        self._on_pool_event(event)
+            now = time.monotonic()
+            if now >= next_tick:
+                next_tick = now + TICK_S
+                if watch and not _pid_alive(watch):
+                    log.warning("watched process %s is gone: exiting", watch)
+                    break
+                self._report_resources(now)
+                self._check_clients(now)
+        self.shutdown()
+
+    def _drain_router(self) -> None:
+        while True:
+            try:
+                frames = self.router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) != 2:
+                log.warning("dropped message with %d frames", len(frames))
+                continue
+            try:
+                msg = m.decode(frames[1])
+            except m.MalformedMessage as exc:
+                log.warning("dropped malformed message from %r: %s", frames[0][:20], exc)
+                continue
+            handler = self._handlers.get(type(msg))
+            if handler is None:
+                log.warning("unexpected message %s", type(msg).__name__)
+                continue
+            try:
+                handler(self, frames[0], msg)
+            except Exception:
+                log.exception("handler for %s failed", type(msg).__name__)
+
+    def _drain_gcs(self) -> None:
+        while True:
+            try:
+                frame = self.gcs.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                msg = m.decode(frame)
+            except m.MalformedMessage as exc:
+                log.warning("dropped malformed GCS message: %s", exc)
+                continue
+            if type(msg) is m.GcsReply and not msg.ok:
+                log.error("GCS refused a request: %s", msg.payload)
+
+    def send(self, identity: bytes, msg) -> None:
+        try:
+            self.router.send_multipart([identity, m.encode(msg)])
+        except zmq.ZMQError as exc:
+            log.warning("could not send %s to %r: %s", type(msg).__name__, identity[:20], exc)
+
+    # ------------------------------------------------------------- clients ---
+    def on_register(self, identity, msg) -> None:
+        self.clients[identity] = {"pid": msg.pid, "is_driver": msg.is_driver, "pins": {},
+                                  "worker_id": msg.worker_id, "job_id": msg.job_id}
+        if not msg.is_driver:
+            info = self.pool.workers.get(msg.worker_id)
+            if info is None:
+                log.warning("unknown worker %s registered", msg.worker_id.hex())
+                return
+            info.endpoint = msg.endpoint
+            info.pid = msg.pid
+            self.pool.by_pid[msg.pid] = info
+            self.pool.mark_idle(info)
+        self.send(identity, m.RegisterClientReply(
+            self.node_id, self.node_ip, self.arena_path, self.args.object_store_memory,
+            self.gcs_address, self.gcs_pub_address, self.session_dir))
+        self._schedule()
+
+    def on_disconnect(self, identity, msg) -> None:
+        self._client_gone(identity)
+
+    def _client_gone(self, identity) -> None:
+        client = self.clients.pop(identity, None)
+        if client is None:
+            return
+        for object_id, count in client["pins"].items():
+            for _ in range(count):
+                try:
+                    self.store.release_reader(object_id)
+                except Exception:
+                    break
+        for lease in [l for l in self.leases.values() if l.client == identity]:
+            self._end_lease(lease, kill_worker=False)
+        self.lease_queue = deque(r for r in self.lease_queue if r.client != identity)
+        if client["is_driver"]:
+            self.gcs.send(m.encode(m.GcsRequest(0, int(GcsMethod.JOB_FINISHED),
+                                                (client.get("job_id", b""),))))
+        self._schedule()
+
+    def _check_clients(self, now) -> None:
+        # Drivers killed without saying goodbye: their leases come back.
+        for identity, client in list(self.clients.items()):
+            if client["is_driver"] and not _pid_alive(client["pid"]):
+                log.warning("driver pid %s died", client["pid"])
+                self._client_gone(identity)
+
+    # -------------------------------------------------------------- leases ---
+    def on_request_lease(self, identity, msg) -> None:
+        try:
+            demand = res.to_fixed(msg.resources)
+        except (TypeError, ValueError) as exc:
+            self.send(identity, m.LeaseFailed(msg.request_id, 1, f"bad resource request: {exc}"))
+            return
+        placement = demand
+        if msg.actor_id is not None and not msg.resources:
+            placement = {"CPU": res.UNIT}   # actors: 1 CPU to place, 0 to run (Ray's default)
+        request = LeaseRequest(identity, msg, demand, placement)
+        self.lease_queue.append(request)
+        self._schedule()
+
+    def on_cancel_lease(self, identity, msg) -> None:
+        self.lease_queue = deque(r for r in self.lease_queue
+                                 if not (r.client == identity and r.request_id == msg.request_id))
+
+    def _schedule(self) -> None:
+        if not self.lease_queue:
+            return
+        waiting = deque()
+        need_reclaim = False
+        pool = self.pool
+        for request in self.lease_queue:
+            if not res.fits(request.placement, self.total):
+                waiting.append(request)
+                if not request.warned:
+                    request.warned = True
+                    self.send(request.client, m.LeaseInfeasible(request.request_id, (
+                        f"No node can ever run a task or actor that needs "
+                        f"{res.to_float(request.demand) or res.to_float(request.placement)}: "
+                        f"this cluster has {self.total_float}. It stays queued until a node "
+                        f"that fits joins.")))
+                continue
+            if not (res.fits(request.placement, self.available) and res.fits(request.demand, self.available)):
+                waiting.append(request)
+                need_reclaim = True
+                continue
+            worker = pool.pop_idle()
+            if worker is None:
+                waiting.append(request)
+                if pool.starting < len(waiting):
+                    pool.start_worker()
+                continue
+            self._grant(request, worker)
+        self.lease_queue = waiting
+        if need_reclaim:
+            now = time.monotonic()
+            if now - self._last_reclaim > RECLAIM_INTERVAL_S:
+                self._last_reclaim = now
+                owners = {lease.client for lease in self.leases.values()
+                          if lease.worker.state == LEASED}
+                for owner in owners:
+                    self.send(owner, m.ReclaimIdleLeases())
+
+    def _grant(self, request, worker) -> None:
+        lease_id = next(self.lease_ids)
+        res.subtract(self.available, request.demand)
+        lease = Lease(lease_id, request.client, worker, request.demand)
+        self.leases[lease_id] = lease
+        worker.lease = lease
+        if request.actor_id is not None:
+            worker.state = ACTOR
+            worker.actor_id = request.actor_id
+        else:
+            worker.state = LEASED
+        self.send(request.client, m.LeaseGranted(request.request_id, lease_id, worker.worker_id,
+                                                 worker.endpoint, self.node_id))
+
+    def on_return_worker(self, identity, msg) -> None:
+        lease = self.leases.get(msg.lease_id)
+        if lease is None or lease.client != identity:
+            return
+        self._end_lease(lease, kill_worker=msg.disconnect_worker)
+        self._schedule()
+
+    def _end_lease(self, lease, kill_worker: bool) -> None:
+        self.leases.pop(lease.lease_id, None)
+        demand = dict(lease.demand)
+        if lease.cpu_released:
+            demand.pop("CPU", None)
+        res.add(self.available, demand)
+        worker = lease.worker
+        if worker.lease is lease:
+            worker.lease = None
+            if kill_worker or worker.state == ACTOR:
+                self.pool.kill(worker)
+            elif worker.state == LEASED:
+                self.pool.mark_idle(worker)
+
+    def on_blocked(self, identity, msg) -> None:
+        worker = self._worker_of(identity)
+        lease = worker.lease if worker is not None else None
+        if lease is not None and not lease.cpu_released and lease.demand.get("CPU"):
+            lease.cpu_released = True
+            res.add(self.available, {"CPU": lease.demand["CPU"]})
+            self._schedule()
+
+    def on_unblocked(self, identity, msg) -> None:
+        worker = self._worker_of(identity)
+        lease = worker.lease if worker is not None else None
+        if lease is not None and lease.cpu_released:
+            lease.cpu_released = False
+            res.subtract(self.available, {"CPU": lease.demand["CPU"]})
+
+    def _worker_of(self, identity):
+        client = self.clients.get(identity)
+        return self.pool.workers.get(client["worker_id"]) if client else None
+
+    def on_kill_worker(self, identity, msg) -> None:
+        info = self.pool.workers.get(msg.worker_id)
+        if info is not None:
+            self.pool.kill(info)
+
+    def _on_pool_event(self, event) -> None:
+        kind, pid, code = event
+        if kind == "forkserver_died":
+            log.error("fork server died: exiting")
+            self._running = False
+            return
+        info = self.pool.by_pid.get(pid)
+        if info is None:
+            return
+        self.pool.remove(info)
+        self._client_gone(info.worker_id)
+        lease = info.lease
+        message = f"worker pid {pid} exited with code {code}"
+        if lease is not None:
+            self.leases.pop(lease.lease_id, None)
+            demand = dict(lease.demand)
+            if lease.cpu_released:
+                demand.pop("CPU", None)
+            res.add(self.available, demand)
+            if info.actor_id is None:
+                self.send(lease.client, m.LeasedWorkerDied(lease.lease_id, info.worker_id, message))
+        self.gcs.send(m.encode(m.WorkerDied(self.node_id, info.worker_id, info.actor_id, message)))
+        self._schedule()
+
+    # -------------------------------------------------------------- objects ---
+    def on_create_object(self, identity, msg) -> None:
+        try:
+            offset = self.store.create(msg.object_id, msg.size)
+        except Exception as exc:
+            self.send(identity, m.CreateObjectReply(msg.request_id, -1, 1, str(exc)))
+            return
+        if offset is None:
+            stats = self.store.stats()
+            self.send(identity, m.CreateObjectReply(msg.request_id, -1, 8, (
+                f"object store is full: cannot allocate {msg.size} bytes (capacity "
+                f"{stats['capacity']}, used {stats['used_bytes']}, largest free block "
+                f"{stats['largest_free_block']})")))
+            return
+        self.send(identity, m.CreateObjectReply(msg.request_id, offset, 0, ""))
+
+    def on_seal_object(self, identity, msg) -> None:
+        try:
+            self.store.seal(msg.object_id)
+        except Exception as exc:
+            log.warning("seal of %s failed: %s", msg.object_id.hex(), exc)
+
+    def on_get_object(self, identity, msg) -> None:
+        pinned = self.store.pin_reader(msg.object_id)
+        if pinned is None:
+            self.send(identity, m.GetObjectLocalReply(msg.request_id, msg.object_id, -1, 0))
+            return
+        client = self.clients.get(identity)
+        if client is not None:
+            pins = client["pins"]
+            pins[msg.object_id] = pins.get(msg.object_id, 0) + 1
+        offset, size = pinned
+        self.send(identity, m.GetObjectLocalReply(msg.request_id, msg.object_id, offset, size))
+
+    def on_release_object(self, identity, msg) -> None:
+        client = self.clients.get(identity)
+        if client is not None:
+            pins = client["pins"]
+            count = pins.get(msg.object_id, 0)
+            if count <= 0:
+                return
+            if count == 1:
+                del pins[msg.object_id]
+            else:
+                pins[msg.object_id] = count - 1
+        try:
+            self.store.release_reader(msg.object_id)
+        except Exception as exc:
+            log.warning("release of %s failed: %s", msg.object_id.hex(), exc)
+
+    def on_free_objects(self, identity, msg) -> None:
+        for object_id in msg.object_ids:
+            self.store.delete(object_id)
+
+    def on_node_stats(self, identity, msg) -> None:
+        stats = dict(self.store.stats())
+        stats.update({
+            "node_id": self.node_id.hex(),
+            "objects": [(oid.hex(), info.size, info.readers) for oid, info in self.store.objects()],
+            "workers": {w.worker_id.hex(): w.state for w in self.pool.workers.values()},
+            "available": res.to_float(self.available), "total": self.total_float,
+            "queued_leases": len(self.lease_queue)})
+        self.send(identity, m.NodeStatsReply(msg.request_id, stats))
+
+    _handlers = {
+        m.RegisterClient: on_register,
+        m.DisconnectClient: on_disconnect,
+        m.RequestWorkerLease: on_request_lease,
+        m.CancelLeaseRequest: on_cancel_lease,
+        m.ReturnWorker: on_return_worker,
+        m.NotifyBlocked: on_blocked,
+        m.NotifyUnblocked: on_unblocked,
+        m.KillWorker: on_kill_worker,
+        m.CreateObject: on_create_object,
+        m.SealObject: on_seal_object,
+        m.GetObjectLocal: on_get_object,
+        m.ReleaseObject: on_release_object,
+        m.FreeObjects: on_free_objects,
+        m.GetNodeStats: on_node_stats,
+    }
+
+    def _report_resources(self, now) -> None:
+        if now - self._last_report >= REPORT_INTERVAL_S:
+            self._last_report = now
+            self.gcs.send(m.encode(m.ReportResources(self.node_id, res.to_float(self.available),
+                                                     self.total_float)))
+
+    def stop(self, *_):
+        self._running = False
+
+    def shutdown(self) -> None:
+        try:
+            self.gcs.send(m.encode(m.GcsRequest(0, int(GcsMethod.UNREGISTER_NODE), (self.node_id,))))
+        except zmq.ZMQError:
+            pass
+        self.pool.shutdown()
+        self.router.close(0)
+        self.gcs.close(0)
+        shutil.rmtree(self.shm_dir, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child counts as dead
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_json(path: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            time.sleep(0.005)
+    raise TimeoutError(f"{path} did not appear within {timeout}s")
+
+
+def _write_json(path: str, data: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+    os.rename(tmp, path)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="zray-raylet")
+    parser.add_argument("--session-dir", required=True)
+    parser.add_argument("--gcs-ready-file")
+    parser.add_argument("--gcs-address")
+    parser.add_argument("--gcs-pub-address")
+    parser.add_argument("--node-ip", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--num-cpus", type=float, required=True)
+    parser.add_argument("--num-gpus", type=float, default=0)
+    parser.add_argument("--resources", default="{}")
+    parser.add_argument("--memory", type=int, default=0)
+    parser.add_argument("--object-store-memory", type=int, required=True)
+    parser.add_argument("--ready-file")
+    parser.add_argument("--watch-pid", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(filename=os.path.join(args.session_dir, "logs", "raylet.log"),
+                        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raylet = Raylet(args)
+    signal.signal(signal.SIGTERM, raylet.stop)
+    signal.signal(signal.SIGINT, raylet.stop)
+    try:
+        raylet.run()
+    except Exception:
+        log.exception("raylet crashed")
+        raylet.shutdown()
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Validation of ``@remote`` / ``.options()`` keywords (Ray's names) and the
+resource shape they imply."""
+from __future__ import annotations
+
+TASK_OPTIONS = {
+    "num_cpus", "num_gpus", "resources", "memory", "object_store_memory", "accelerator_type",
+    "num_returns", "max_retries", "retry_exceptions", "name", "scheduling_strategy",
+    "placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks",
+    "runtime_env", "max_calls", "label_selector", "_metadata", "enable_task_events",
+}
+ACTOR_OPTIONS = {
+    "num_cpus", "num_gpus", "resources", "memory", "object_store_memory", "accelerator_type",
+    "name", "namespace", "lifetime", "max_concurrency", "max_restarts", "max_task_retries",
+    "max_pending_calls", "get_if_exists", "scheduling_strategy", "placement_group",
+    "placement_group_bundle_index", "placement_group_capture_child_tasks", "runtime_env",
+    "concurrency_groups", "label_selector", "_metadata", "enable_task_events",
+}
+METHOD_OPTIONS = {"num_returns", "name", "max_task_retries", "retry_exceptions",
+                  "concurrency_group", "enable_task_events", "_metadata"}
+
+
+def validate(options: dict, allowed: set, what: str) -> dict:
+    for key in options:
+        if key not in allowed:
+            raise ValueError(f"Invalid option keyword {key} for {what}. "
+                             f"Valid ones are {sorted(allowed)}.")
+    for key in ("num_cpus", "num_gpus", "memory"):
+        value = options.get(key)
+        if value is not None and (not isinstance(value, (int, float)) or value < 0):
+            raise ValueError(f"The keyword '{key}' only accepts a non-negative number, got {value!r}.")
+    res = options.get("resources")
+    if res is not None:
+        if not isinstance(res, dict):
+            raise TypeError(f"The 'resources' option must be a dict, got {type(res).__name__}.")
+        for name, amount in res.items():
+            if name in ("CPU", "GPU"):
+                raise ValueError(f"Use the 'num_{name.lower()}s' option instead of resources={{'{name}': ...}}.")
+            if not isinstance(amount, (int, float)) or amount < 0:
+                raise ValueError(f"Resource {name!r} needs a non-negative number, got {amount!r}.")
+    num_returns = options.get("num_returns")
+    if num_returns is not None and (not isinstance(num_returns, int) or num_returns < 0):
+        raise ValueError(f"num_returns must be a non-negative integer, got {num_returns!r}.")
+    lifetime = options.get("lifetime")
+    if lifetime not in (None, "detached", "non_detached"):
+        raise ValueError(f"lifetime must be 'detached' or 'non_detached', got {lifetime!r}.")
+    max_concurrency = options.get("max_concurrency")
+    if max_concurrency is not None and (not isinstance(max_concurrency, int) or max_concurrency < 1):
+        raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}.")
+    return options
+
+
+def resource_shape(options: dict, default_cpus: float) -> dict:
+    shape = {}
+    cpus = options.get("num_cpus")
+    shape["CPU"] = default_cpus if cpus is None else cpus
+    gpus = options.get("num_gpus")
+    if gpus:
+        shape["GPU"] = gpus
+    memory = options.get("memory")
+    if memory:
+        shape["memory"] = memory
+    for name, amount in (options.get("resources") or {}).items():
+        shape[name] = amount
+    return shape
+
+
+def actor_resource_shape(options: dict) -> dict:
+    """{} for a default actor (the raylet then needs 1 CPU to place it, 0 to run)."""
+    if options.get("num_cpus") is None and not options.get("num_gpus") and not options.get("resources") \
+            and not options.get("memory"):
+        return {}
+    return resource_shape(options, 0)

@@ -1,0 +1,64 @@
+"""``@zray.remote`` on a function: RemoteFunction with .remote() / .options()."""
+from __future__ import annotations
+
+from . import options as opts
+from .core import process_state
+
+
+class RemoteFunction:
+    def __init__(self, function, options: dict):
+        self._function = function
+        self._options = opts.validate(dict(options), opts.TASK_OPTIONS, "remote functions")
+        self._name = getattr(function, "__qualname__", getattr(function, "__name__", "function"))
+        self._exported = {}     # core worker id -> function id
+        self.__doc__ = function.__doc__
+        self.__name__ = getattr(function, "__name__", self._name)
+        self.__wrapped__ = function
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"Remote functions cannot be called directly. Instead of running "
+                        f"'{self._name}()', try '{self._name}.remote()'.")
+
+    def remote(self, *args, **kwargs):
+        return self._remote(args, kwargs, self._options)
+
+    def options(self, **options):
+        opts.validate(options, opts.TASK_OPTIONS, "remote functions")
+        merged = {**self._options, **options}
+        parent = self
+
+        class FunctionWithOptions:
+            def remote(self, *args, **kwargs):
+                return parent._remote(args, kwargs, merged)
+
+            def __call__(self, *args, **kwargs):
+                parent(*args, **kwargs)
+
+        return FunctionWithOptions()
+
+    def _remote(self, args, kwargs, options):
+        from .api import _auto_init
+        cw = _auto_init()
+        function_id = self._exported.get(id(cw))
+        if function_id is None:
+            function_id = cw.functions.export(self._function)
+            self._exported = {id(cw): function_id}
+        num_returns = options.get("num_returns", 1)
+        shape = opts.resource_shape(options, 1)
+        key = tuple(sorted(shape.items()))
+        max_retries = options.get("max_retries", 3)
+        retry_exceptions = options.get("retry_exceptions", False)
+        refs = cw.submit_task(function_id, self._name, args, kwargs, num_returns, key,
+                              max_retries, retry_exceptions)
+        if num_returns == 1:
+            return refs[0]
+        if num_returns == 0:
+            return None
+        return refs
+
+    def __reduce__(self):
+        return RemoteFunction, (self._function, self._options)
+
+
+def current_worker():
+    return process_state.worker

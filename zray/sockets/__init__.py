@@ -1,0 +1,1 @@
+"""Wire protocol (messages) and socket conventions (transport)."""

@@ -1,0 +1,398 @@
+"""Every message zray sends between processes, defined once.
+
+Frame layout (one frame per control message; LIMITS.md: multipart costs 2-3x):
+
+    byte 0      MAGIC (0xA7) - rejects stray traffic before anything is parsed
+    byte 1      MsgType tag  - must name a message defined here
+    bytes 2..   pickle (protocol 5) of a plain tuple with exactly the fields of
+                that message, in order
+
+``decode`` checks magic, tag and length before unpickling, then checks that
+the body is a tuple with the message's arity; anything else raises
+``MalformedMessage``, which every receive loop logs and drops.  Frames are
+only exchanged over loopback / ipc in this release; cluster authentication
+(an HMAC over the frame, checked before unpickling) is the next layer.
+
+GCS broadcasts are two frames: a topic (for SUB prefix filtering) then the
+message frame.
+
+Messages are NamedTuples (cheap to build on the hot path, immutable, with
+named fields); the tag lives in ``MESSAGE_TAGS`` / the class attribute TAG.
+"""
+from __future__ import annotations
+
+import enum
+import pickle
+from typing import Any, NamedTuple, Optional
+
+MAGIC = 0xA7
+MAX_FRAME_BYTES = 1 << 31
+
+
+class MalformedMessage(ValueError):
+    """A frame that is not a well-formed zray message."""
+
+
+class MsgType(enum.IntEnum):
+    # client (driver/worker) <-> raylet
+    REGISTER_CLIENT = 10
+    REGISTER_CLIENT_REPLY = 11
+    REQUEST_WORKER_LEASE = 12
+    LEASE_GRANTED = 13
+    LEASE_FAILED = 14
+    RETURN_WORKER = 15
+    CANCEL_LEASE_REQUEST = 16
+    RECLAIM_IDLE_LEASES = 17
+    LEASED_WORKER_DIED = 18
+    NOTIFY_BLOCKED = 19
+    NOTIFY_UNBLOCKED = 20
+    CREATE_OBJECT = 21
+    CREATE_OBJECT_REPLY = 22
+    SEAL_OBJECT = 23
+    GET_OBJECT_LOCAL = 24
+    GET_OBJECT_LOCAL_REPLY = 25
+    RELEASE_OBJECT = 26
+    FREE_OBJECTS = 27
+    KILL_WORKER = 28
+    GET_NODE_STATS = 29
+    NODE_STATS_REPLY = 30
+    DISCONNECT_CLIENT = 31
+    LEASE_INFEASIBLE = 32
+    # owner <-> worker (direct)
+    PUSH_TASK = 40
+    TASK_REPLY = 41
+    CANCEL_TASK = 42
+    GET_OBJECT_STATUS = 43
+    OBJECT_STATUS_REPLY = 44
+    # anyone <-> GCS
+    GCS_REQUEST = 60
+    GCS_REPLY = 61
+    REPORT_RESOURCES = 62
+    WORKER_DIED = 63
+    # GCS broadcasts
+    NODE_CHANGED = 80
+    ACTOR_CHANGED = 81
+    RESOURCE_VIEW = 82
+
+
+class GcsMethod(enum.IntEnum):
+    """Operations carried by GcsRequest (one request/reply message pair)."""
+    REGISTER_NODE = 1
+    GET_ALL_NODES = 2
+    KV_PUT = 3
+    KV_GET = 4
+    KV_DEL = 5
+    KV_KEYS = 6
+    REGISTER_JOB = 7
+    CREATE_ACTOR = 8
+    GET_ACTOR_INFO = 9
+    GET_NAMED_ACTOR = 10
+    KILL_ACTOR = 11
+    LIST_NAMED_ACTORS = 12
+    ACTOR_OUT_OF_SCOPE = 13
+    JOB_FINISHED = 14
+    GET_CLUSTER_RESOURCES = 15
+    UNREGISTER_NODE = 16
+    WAIT_ACTOR_READY = 17
+
+
+class TaskStatus(enum.IntEnum):
+    OK = 0
+    REQUEUE = 1          # worker gave back a task it had not started
+    SYSTEM_ERROR = 2     # the worker could not run it (returns hold the error)
+
+
+class ReturnKind(enum.IntEnum):
+    INLINE = 0           # data = pickled value (bytes)
+    IN_STORE = 1         # data = (node_id, size): sealed in that node's shm store
+    ERROR = 2            # data = pickled exception to raise on get
+    FREED = 3            # owner no longer has it
+
+
+# --------------------------------------------------------------- raylet ---
+class RegisterClient(NamedTuple):
+    worker_id: bytes
+    is_driver: bool
+    pid: int
+    endpoint: str
+    job_id: bytes
+
+
+class RegisterClientReply(NamedTuple):
+    node_id: bytes
+    node_ip: str
+    arena_path: str
+    arena_capacity: int
+    gcs_address: str
+    gcs_pub_address: str
+    session_dir: str
+
+
+class RequestWorkerLease(NamedTuple):
+    request_id: int
+    resources: dict
+    actor_id: Optional[bytes]   # set when the lease hosts an actor for life
+    job_id: bytes
+
+
+class LeaseGranted(NamedTuple):
+    request_id: int
+    lease_id: int
+    worker_id: bytes
+    worker_endpoint: str
+    node_id: bytes
+
+
+class LeaseFailed(NamedTuple):
+    request_id: int
+    error_code: int
+    message: str
+
+
+class ReturnWorker(NamedTuple):
+    lease_id: int
+    disconnect_worker: bool
+
+
+class CancelLeaseRequest(NamedTuple):
+    request_id: int
+
+
+class ReclaimIdleLeases(NamedTuple):
+    pass
+
+
+class LeasedWorkerDied(NamedTuple):
+    lease_id: int
+    worker_id: bytes
+    message: str
+
+
+class NotifyBlocked(NamedTuple):
+    pass
+
+
+class NotifyUnblocked(NamedTuple):
+    pass
+
+
+class CreateObject(NamedTuple):
+    request_id: int
+    object_id: bytes
+    size: int
+
+
+class CreateObjectReply(NamedTuple):
+    request_id: int
+    offset: int          # -1 on failure
+    error_code: int
+    message: str
+
+
+class SealObject(NamedTuple):
+    object_id: bytes
+
+
+class GetObjectLocal(NamedTuple):
+    request_id: int
+    object_id: bytes
+
+
+class GetObjectLocalReply(NamedTuple):
+    request_id: int
+    object_id: bytes
+    offset: int          # -1: not in this node's store
+    size: int
+
+
+class ReleaseObject(NamedTuple):
+    object_id: bytes
+
+
+class FreeObjects(NamedTuple):
+    object_ids: list
+
+
+class KillWorker(NamedTuple):
+    worker_id: bytes
+    force: bool
+    message: str
+
+
+class GetNodeStats(NamedTuple):
+    request_id: int
+
+
+class NodeStatsReply(NamedTuple):
+    request_id: int
+    stats: dict
+
+
+class DisconnectClient(NamedTuple):
+    worker_id: bytes
+
+
+class LeaseInfeasible(NamedTuple):
+    """The request stays queued, but no node could ever fit it (warn once)."""
+    request_id: int
+    message: str
+
+
+# ------------------------------------------------------ owner <-> worker ---
+class PushTask(NamedTuple):
+    spec: tuple          # zray.core.task_spec.TaskSpec as a plain tuple
+
+
+class TaskReply(NamedTuple):
+    task_id: bytes
+    status: int          # TaskStatus
+    returns: list        # [(ReturnKind, data)] one per return value
+    worker_id: bytes
+
+
+class CancelTask(NamedTuple):
+    task_id: bytes
+    force: bool
+    recursive: bool
+
+
+class GetObjectStatus(NamedTuple):
+    request_id: int
+    object_id: bytes
+
+
+class ObjectStatusReply(NamedTuple):
+    request_id: int
+    object_id: bytes
+    kind: int            # ReturnKind
+    data: Any
+
+
+# ------------------------------------------------------------------ GCS ---
+class GcsRequest(NamedTuple):
+    request_id: int
+    method: int          # GcsMethod
+    args: tuple
+
+
+class GcsReply(NamedTuple):
+    request_id: int
+    ok: bool
+    payload: Any         # result, or (error_code, message) when not ok
+
+
+class ReportResources(NamedTuple):
+    node_id: bytes
+    available: dict
+    total: dict
+
+
+class WorkerDied(NamedTuple):
+    node_id: bytes
+    worker_id: bytes
+    actor_id: Optional[bytes]
+    message: str
+
+
+class NodeChanged(NamedTuple):
+    node: dict
+
+
+class ActorChanged(NamedTuple):
+    actor_id: bytes
+    state: str           # PENDING_CREATION | ALIVE | RESTARTING | DEAD
+    endpoint: str
+    node_id: bytes
+    worker_id: bytes
+    death_message: str
+
+
+class ResourceView(NamedTuple):
+    nodes: dict          # node_id -> {"available": {...}, "total": {...}}
+
+
+_CLASSES = {
+    MsgType.REGISTER_CLIENT: RegisterClient,
+    MsgType.REGISTER_CLIENT_REPLY: RegisterClientReply,
+    MsgType.REQUEST_WORKER_LEASE: RequestWorkerLease,
+    MsgType.LEASE_GRANTED: LeaseGranted,
+    MsgType.LEASE_FAILED: LeaseFailed,
+    MsgType.RETURN_WORKER: ReturnWorker,
+    MsgType.CANCEL_LEASE_REQUEST: CancelLeaseRequest,
+    MsgType.RECLAIM_IDLE_LEASES: ReclaimIdleLeases,
+    MsgType.LEASED_WORKER_DIED: LeasedWorkerDied,
+    MsgType.NOTIFY_BLOCKED: NotifyBlocked,
+    MsgType.NOTIFY_UNBLOCKED: NotifyUnblocked,
+    MsgType.CREATE_OBJECT: CreateObject,
+    MsgType.CREATE_OBJECT_REPLY: CreateObjectReply,
+    MsgType.SEAL_OBJECT: SealObject,
+    MsgType.GET_OBJECT_LOCAL: GetObjectLocal,
+    MsgType.GET_OBJECT_LOCAL_REPLY: GetObjectLocalReply,
+    MsgType.RELEASE_OBJECT: ReleaseObject,
+    MsgType.FREE_OBJECTS: FreeObjects,
+    MsgType.KILL_WORKER: KillWorker,
+    MsgType.GET_NODE_STATS: GetNodeStats,
+    MsgType.NODE_STATS_REPLY: NodeStatsReply,
+    MsgType.DISCONNECT_CLIENT: DisconnectClient,
+    MsgType.LEASE_INFEASIBLE: LeaseInfeasible,
+    MsgType.PUSH_TASK: PushTask,
+    MsgType.TASK_REPLY: TaskReply,
+    MsgType.CANCEL_TASK: CancelTask,
+    MsgType.GET_OBJECT_STATUS: GetObjectStatus,
+    MsgType.OBJECT_STATUS_REPLY: ObjectStatusReply,
+    MsgType.GCS_REQUEST: GcsRequest,
+    MsgType.GCS_REPLY: GcsReply,
+    MsgType.REPORT_RESOURCES: ReportResources,
+    MsgType.WORKER_DIED: WorkerDied,
+    MsgType.NODE_CHANGED: NodeChanged,
+    MsgType.ACTOR_CHANGED: ActorChanged,
+    MsgType.RESOURCE_VIEW: ResourceView,
+}
+
+_HEADERS = {}
+_BY_TAG = {}
+for _tag, _cls in _CLASSES.items():
+    _cls.TAG = _tag
+    _HEADERS[_cls] = bytes((MAGIC, int(_tag)))
+    _BY_TAG[int(_tag)] = _cls
+del _tag, _cls
+
+_dumps = pickle.dumps
+_loads = pickle.loads
+_tuple_new = tuple.__new__
+
+
+def encode(msg) -> bytes:
+    """One frame for ``msg``."""
+    return _HEADERS[type(msg)] + _dumps(msg[:], 5)
+
+
+def decode(frame) -> tuple:
+    """The message in ``frame`` (bytes or zmq Frame); MalformedMessage if not one."""
+    data = frame if isinstance(frame, bytes) else bytes(frame)
+    if len(data) < 3 or data[0] != MAGIC:
+        raise MalformedMessage(f"not a zray frame ({len(data)} bytes, starts {data[:4]!r})")
+    cls = _BY_TAG.get(data[1])
+    if cls is None:
+        raise MalformedMessage(f"unknown message tag {data[1]}")
+    try:
+        fields = _loads(memoryview(data)[2:])
+    except Exception as exc:  # truncated / corrupt pickle
+        raise MalformedMessage(f"undecodable {cls.__name__} body: {exc!r}") from None
+    if type(fields) is not tuple or len(fields) != len(cls._fields):
+        raise MalformedMessage(
+            f"{cls.__name__} needs {len(cls._fields)} fields, got {type(fields).__name__}"
+            f" of length {len(fields) if isinstance(fields, tuple) else '?'}")
+    return _tuple_new(cls, fields)
+
+
+def encode_topic(topic: bytes, msg) -> list:
+    return [topic, encode(msg)]
+
+
+def actor_topic(actor_id: bytes) -> bytes:
+    return b"A" + actor_id
+
+
+NODE_TOPIC = b"N"
+RESOURCE_TOPIC = b"R"

@@ -220,6 +220,15 @@ def test_infeasible_actor_waits_warns_once_then_placed_when_node_fits():
     assert only(actions, ae.RequestLease).node_id == NODE_B
 
 
+def test_default_actor_needs_one_cpu_to_be_placed():
+    cluster = Cluster()
+    cluster.add_node(NODE_A, {"CPU": 0, "memory": 10})
+    actions = cluster.create(b"x1", resources={})
+    assert not of_type(actions, ae.RequestLease) and of_type(actions, ae.Warn)
+    lease = only(cluster.add_node(NODE_B, {"CPU": 1}), ae.RequestLease)
+    assert (lease.node_id, lease.resources) == (NODE_B, {})
+
+
 def test_node_choice_prefers_available_then_total_fit():
     cluster = Cluster()
     cluster.add_node(NODE_A, {"CPU": 4}, {"CPU": 0})

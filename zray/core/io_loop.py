@@ -34,6 +34,7 @@ POLLIN = zmq.POLLIN
 _NOBLOCK = zmq.NOBLOCK
 _Again = zmq.Again
 BACKGROUND_TICK_S = 0.05
+FOREGROUND_QUIET_S = 0.005
 
 
 class IoLoop:
@@ -56,6 +57,8 @@ class IoLoop:
         self._next_tick = 0.0
         self._running = False
         self._thread = None
+        self._leading = 0              # threads polling as leader right now
+        self._foreground_at = 0.0      # last time a caller thread used the loop
 
     # ---------------------------------------------------------- sockets ---
     def add_socket(self, sock, handler, multipart: bool = False) -> None:
@@ -78,6 +81,7 @@ class IoLoop:
     # ----------------------------------------------------------- locking ---
     def acquire(self) -> None:
         """Take the lock to send; a leader blocked in poll is woken to yield."""
+        self._foreground_at = time.monotonic()
         if self.lock.acquire(False):
             return
         with self._contenders_lock:
@@ -161,6 +165,7 @@ class IoLoop:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self.lock.acquire(False):
+                self._leading += 1
                 try:
                     while not predicate():
                         if self._contenders:
@@ -180,6 +185,8 @@ class IoLoop:
                     else:
                         return True
                 finally:
+                    self._leading -= 1
+                    self._foreground_at = time.monotonic()
                     self.release()
                 time.sleep(0)  # let the contender that made us yield take the lock
             else:
@@ -240,6 +247,17 @@ class IoLoop:
                     os.read(self._bg_wake_r, 4096)
                 except BlockingIOError:
                     pass
+            # A caller thread that is driving (or just drove) drains every
+            # socket itself; contending with it would only cost it the GIL and
+            # the lock.  Sleep (not select: an undrained ZMQ_FD stays readable)
+            # until the foreground has been quiet for FOREGROUND_QUIET_S.
+            if self._leading:
+                time.sleep(FOREGROUND_QUIET_S)
+                continue
+            quiet_for = time.monotonic() - self._foreground_at
+            if quiet_for < FOREGROUND_QUIET_S:
+                time.sleep(FOREGROUND_QUIET_S - quiet_for)
+                continue
             self.lock.acquire()
             try:
                 self.drain_all()

@@ -53,6 +53,11 @@ class ObjectApi:
         """Reserve, write and seal an object in this node's arena; returns its size."""
         lengths = [memoryview(b).nbytes for b in buffers]
         size = layout.encoded_size(len(stream), lengths)
+        self.loop.acquire()
+        try:
+            self.flush_ref_ops()   # let the store free what this process dropped first
+        finally:
+            self.loop.release()
         reply = self.raylet_call(lambda rid: m.CreateObject(rid, object_id, size))
         if reply.offset < 0:
             raise exceptions.ObjectStoreFullError(reply.message)

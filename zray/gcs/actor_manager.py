@@ -49,6 +49,7 @@ CREATION_ERROR_MESSAGE = "The actor died because of an error raised in its creat
 MAX_LEASE_FAILURES = 10
 LEASE_RETRY_BASE_S = 0.1
 LEASE_RETRY_CAP_S = 2.0
+DEFAULT_ACTOR_PLACEMENT = {"CPU": 1}
 _RESOURCE_EPSILON = 1e-9
 
 
@@ -344,14 +345,16 @@ class ActorManager:
         return fits_in_total
 
     def _schedule(self, actor: _Actor, out):
-        node_id = self._pick_node(actor.resources)
+        # DESIGN.md section 6: a default actor ({}) needs 1 CPU to be placed, 0 to run;
+        # the raylet applies the same rule, so both agree on what fits.
+        node_id = self._pick_node(actor.resources or DEFAULT_ACTOR_PLACEMENT)
         if node_id is None:
             self._infeasible[actor.actor_id] = None
             if not actor.warned_infeasible:
                 actor.warned_infeasible = True
                 out.append(Warn(
                     f"Actor {actor.actor_id.hex()} ({actor.class_name}) requires "
-                    f"{actor.resources} for placement but no alive node has that much in "
+                    f"{actor.resources or DEFAULT_ACTOR_PLACEMENT} for placement but no alive node has that much in "
                     f"total; it stays pending until a node that fits joins the cluster"))
             return
         request_id = self._next_request_id

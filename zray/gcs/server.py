@@ -80,6 +80,8 @@ class GcsServer:
         self.pub_address = transport.bind_tcp(self._pub, self.config.host, 0)
         self._poller.register(self._router, zmq.POLLIN)
         self._execute(self._service.restore(time.monotonic()))
+        # Nodes that join by GCS address alone learn the broadcast address here.
+        self._tables.kv_put("cluster", b"pub_address", self.pub_address.encode(), True)
         log.info("GCS serving on %s (pub %s), storage %s",
                  self.gcs_address, self.pub_address, self._tables.path)
         if self.config.ready_file:
@@ -165,6 +167,11 @@ class GcsServer:
                 message.worker_endpoint, message.node_id or key))
         elif kind is msg.LeaseFailed:
             self._actor_event(ae.LeaseFailedEvent(*message))
+        elif kind is msg.LeaseInfeasible:
+            log.warning("raylet %s: lease %d is infeasible there: %s",
+                        key.hex(), message.request_id, message.message)
+        elif kind is msg.ReclaimIdleLeases:
+            pass   # the GCS holds no idle leases: every actor worker is dedicated
         elif kind is msg.TaskReply and kind_of_peer == "worker":
             actor_id = self._workers[key][1]
             self._actor_event(ae.CreationTaskRepliedEvent(actor_id, key, message.status,

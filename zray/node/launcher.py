@@ -144,3 +144,69 @@ def remove_session(session_dir: str) -> None:
     shutil.rmtree(session_dir, ignore_errors=True)
     shutil.rmtree(os.path.join("/dev/shm", f"zray-{os.path.basename(session_dir)}"),
                   ignore_errors=True)
+
+
+# ---------------------------------------------------------- started clusters ---
+def record_cluster(session_dir: str, info: dict, pids: list) -> None:
+    """Remember a `zray start` node so `zray stop` / init("auto") find it."""
+    record = {"session_dir": session_dir, "pids": pids, "gcs_address": info["gcs_address"],
+              "raylet_ipc": info["ipc"], "time": time.time()}
+    with open(os.path.join(session_dir, "node.json"), "w") as f:
+        json.dump(record, f)
+    tmp = CURRENT_CLUSTER_FILE + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(record, f)
+    os.replace(tmp, CURRENT_CLUSTER_FILE)
+
+
+def stop_recorded_clusters() -> int:
+    count = 0
+    if not os.path.isdir(ROOT):
+        return 0
+    for name in os.listdir(ROOT):
+        path = os.path.join(ROOT, name, "node.json")
+        try:
+            with open(path) as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            continue
+        alive = [pid for pid in record["pids"] if _alive(pid)]
+        stop_pids(alive)
+        count += len(alive)
+        remove_session(record["session_dir"])
+    try:
+        os.remove(CURRENT_CLUSTER_FILE)
+    except FileNotFoundError:
+        pass
+    return count
+
+
+def find_cluster(address: str):
+    """(session_dir, raylet endpoint) of a started node on this host."""
+    try:
+        with open(CURRENT_CLUSTER_FILE) as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        raise ConnectionError("Could not find any running zray instance. Start one with "
+                              "`zray start --head`.") from None
+    if address != "auto":
+        wanted = address if address.startswith("tcp://") else f"tcp://{address}"
+        if wanted != record["gcs_address"]:
+            raise ConnectionError(f"no zray node of the cluster at {address} runs on this host "
+                                  f"(this host's node belongs to {record['gcs_address']})")
+    if not all(_alive(pid) for pid in record["pids"]):
+        raise ConnectionError(f"the zray node recorded in {CURRENT_CLUSTER_FILE} is not running")
+    return record["session_dir"], record["raylet_ipc"]
+
+
+def query_pub_address(gcs_address: str, timeout: float = 10.0) -> str:
+    from ..gcs.client import GcsClient
+    from ..sockets.messages import GcsMethod
+    client = GcsClient(gcs_address, timeout_s=timeout)
+    try:
+        value = client.call(GcsMethod.KV_GET, "cluster", b"pub_address")
+    finally:
+        client.close()
+    if not value:
+        raise ConnectionError(f"the GCS at {gcs_address} did not report its broadcast address")
+    return value.decode()

@@ -83,6 +83,8 @@ class CoreWorker(ObjectApi, Submission):
         self._peers: dict = {}          # endpoint -> DEALER
         self._future_executor = None
         self._status_requests: dict = {}   # request id -> borrowed object id
+        self._watched_owners: set = set()
+        self._dead_owners: dict = {}       # owner worker id -> death message
 
         self.router = transport.router()
         sock_dir = os.path.join(session_dir, "sockets")
@@ -245,8 +247,12 @@ class CoreWorker(ObjectApi, Submission):
         if len(frames) != 2:
             return
         msg = _decode(frames[1])
-        if msg is not None and type(msg) is m.ActorChanged:
+        if msg is None:
+            return
+        if type(msg) is m.ActorChanged:
             self.actors.on_actor_changed(msg)
+        elif type(msg) is m.WorkerDied:
+            self._owner_died(msg.worker_id, msg.message)
 
     def _on_peer(self, frame) -> None:
         msg = _decode(frame)
@@ -309,10 +315,40 @@ class CoreWorker(ObjectApi, Submission):
         """Ask the owner of a borrowed object for its value/location (lock held)."""
         if entry.fetching or entry.ready:
             return
+        owner_id = entry.owner[0]
+        if owner_id in self._dead_owners:
+            self._fail_owner_died(object_id, entry, self._dead_owners[owner_id])
+            return
+        if owner_id not in self._watched_owners and owner_id != self.worker_id:
+            self._watch_owner(owner_id)
         entry.fetching = True
         rid = self._new_request(lambda reply: None)
         self._status_requests[rid] = object_id
         self.peer(entry.owner[1]).send(m.encode(m.GetObjectStatus(rid, object_id)))
+
+    def _watch_owner(self, owner_id: bytes) -> None:
+        """Learn when an owner we borrow from dies (GCS topic W<id>, plus one
+        query for a death that happened before we subscribed)."""
+        self._watched_owners.add(owner_id)
+        self.gcs_sub.setsockopt(zmq.SUBSCRIBE, m.worker_topic(owner_id))
+
+        def on_reply(reply):
+            if reply.ok and reply.payload:
+                self._owner_died(owner_id, reply.payload)
+        self.gcs_call_async(GcsMethod.GET_WORKER_DEATH, (owner_id,), on_reply)
+
+    def _owner_died(self, owner_id: bytes, message: str) -> None:
+        if owner_id in self._dead_owners:
+            return
+        self._dead_owners[owner_id] = message
+        for object_id, entry in list(self.refs.objects.items()):
+            if not entry.owned and not entry.ready and entry.owner[0] == owner_id:
+                self._fail_owner_died(object_id, entry, message)
+
+    def _fail_owner_died(self, object_id, entry, message) -> None:
+        entry.fetching = False
+        err = exceptions.OwnerDiedError(object_id.hex(), entry.owner[1], detail=message)
+        self.set_object_ready(object_id, ERROR, _pickle_error(err))
 
     def _on_object_status(self, msg) -> None:
         self._reply_callbacks.pop(msg.request_id, None)

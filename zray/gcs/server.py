@@ -150,7 +150,7 @@ class GcsServer:
         elif kind is msg.ReportResources:
             self._execute(self._service.report_resources(message, now))
         elif kind is msg.WorkerDied:
-            self._actor_event(ae.WorkerDiedEvent(message.worker_id, message.message))
+            self._execute(self._service.worker_died(message, now))
         elif message is not None:
             log.warning("dropped unexpected %s on the request socket", kind.__name__)
 

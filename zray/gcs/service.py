@@ -46,6 +46,9 @@ class DisconnectRaylet(NamedTuple):
     node_id: bytes
 
 
+MAX_REMEMBERED_DEAD_WORKERS = 100_000
+
+
 class GcsService:
     def __init__(self, tables: GcsTables, node_timeout_s: float):
         self._tables = tables
@@ -54,6 +57,7 @@ class GcsService:
         self._methods = self._method_table()
         self._signatures = {m: inspect.signature(h) for m, h in self._methods.items()}
         self._ignored_reporters: set = set()
+        self._dead_workers: dict = {}   # worker_id -> death message (bounded, oldest first out)
         self._last_view = float("-inf")
         self._now = 0.0
         self._out: list = []         # actions of the entry point being handled
@@ -107,6 +111,16 @@ class GcsService:
         elif report.node_id not in self._ignored_reporters:
             self._ignored_reporters.add(report.node_id)
             log.warning("ignoring resource reports from unregistered or dead node %r", report.node_id)
+        return self._out
+
+    def worker_died(self, report: msg.WorkerDied, now: float) -> list:
+        """Any worker or driver death: owners' borrowers learn it on topic W<id>."""
+        self._begin(now)
+        self._dead_workers[report.worker_id] = report.message
+        if len(self._dead_workers) > MAX_REMEMBERED_DEAD_WORKERS:
+            self._dead_workers.pop(next(iter(self._dead_workers)))
+        self._out.append(Publish(msg.worker_topic(report.worker_id), report))
+        self._actor_event(ae.WorkerDiedEvent(report.worker_id, report.message))
         return self._out
 
     def actor_event(self, event, now: float) -> list:
@@ -191,6 +205,7 @@ class GcsService:
                 ae.KillActorEvent(ref, actor_id, bool(no_restart))),
             GcsMethod.ACTOR_OUT_OF_SCOPE: lambda ref, actor_id: self._actor_event(
                 ae.ActorOutOfScopeEvent(actor_id)),
+            GcsMethod.GET_WORKER_DEATH: lambda ref, worker_id: self._dead_workers.get(worker_id),
         }
 
     def _deferred(self, event):

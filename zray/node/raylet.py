@@ -228,6 +228,9 @@ class Raylet:
         if client["is_driver"]:
             self.gcs.send(m.encode(m.GcsRequest(0, int(GcsMethod.JOB_FINISHED),
                                                 (client.get("job_id", b""),))))
+            # Objects it owned are gone with it: borrowers get OwnerDiedError.
+            self.gcs.send(m.encode(m.WorkerDied(self.node_id, client["worker_id"], None,
+                                                f"driver pid {client['pid']} exited")))
         self._schedule()
 
     def _check_clients(self, now) -> None:

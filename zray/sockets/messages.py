@@ -94,6 +94,7 @@ class GcsMethod(enum.IntEnum):
     GET_CLUSTER_RESOURCES = 15
     UNREGISTER_NODE = 16
     WAIT_ACTOR_READY = 17
+    GET_WORKER_DEATH = 18        # death message of a worker/driver, or None if not known dead
 
 
 class TaskStatus(enum.IntEnum):
@@ -392,6 +393,10 @@ def encode_topic(topic: bytes, msg) -> list:
 
 def actor_topic(actor_id: bytes) -> bytes:
     return b"A" + actor_id
+
+
+def worker_topic(worker_id: bytes) -> bytes:
+    return b"W" + worker_id
 
 
 NODE_TOPIC = b"N"

@@ -1,0 +1,110 @@
+"""`zray start/status/stop` and `init(address="auto")` with real processes,
+plus robustness of the raylet and GCS against garbage from the network."""
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+import zmq
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _zray(*args, timeout=60):
+    return subprocess.run([sys.executable, "-m", "zray.cli", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture()
+def started_cluster():
+    port = _free_port()
+    out = _zray("start", "--head", "--port", str(port), "--num-cpus", "2",
+                "--resources", '{"Custom": 3}', "--object-store-memory", str(256 << 20))
+    assert out.returncode == 0, out.stderr
+    from zray.node import launcher
+    import json
+    with open(launcher.CURRENT_CLUSTER_FILE) as f:
+        record = json.load(f)
+    yield port, record
+    _zray("stop")
+    launcher.stop_pids([p for p in record["pids"] if psutil.pid_exists(p)])
+
+
+def test_start_status_connect_stop(started_cluster):
+    port, record = started_cluster
+    status = _zray("status")
+    assert status.returncode == 0, status.stderr
+    assert "1 node(s) alive" in status.stdout and "Custom: 3 / 3" in status.stdout
+    program = ("import zray\n"
+               "zray.init(address='auto')\n"
+               "@zray.remote(resources={'Custom': 1})\n"
+               "def f(x): return x * 2\n"
+               "print(zray.get(f.remote(21)))\n"
+               "zray.shutdown()\n")
+    run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "42"
+    # The started node outlives the driver that used it.
+    assert all(psutil.pid_exists(pid) for pid in record["pids"])
+    stop = _zray("stop")
+    assert stop.returncode == 0 and "Stopped 2" in stop.stdout
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(p) for p in record["pids"]):
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in record["pids"])
+
+
+def _alive(pid):
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_init_auto_without_cluster_is_a_clear_error():
+    _zray("stop")
+    run = subprocess.run([sys.executable, "-c", "import zray; zray.init(address='auto')"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0
+    assert "Could not find any running zray instance" in run.stderr
+
+
+def test_start_rejects_bad_resources_json():
+    out = _zray("start", "--head", "--resources", "[1, 2")
+    assert out.returncode != 0 and "--resources" in out.stderr
+
+
+def test_garbage_frames_do_not_crash_raylet_or_gcs(started_cluster):
+    port, record = started_cluster
+    ctx = zmq.Context.instance()
+    targets = [record["raylet_ipc"], f"tcp://127.0.0.1:{port}"]
+    for endpoint in targets:
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(endpoint)
+        for frame in (b"", b"\xa7", b"\xa7\x0c" + b"\x80\x05junk", os.urandom(64),
+                      b"\xa7\x0c" + __import__("pickle").dumps((1, 2, 3))):
+            sock.send(frame)
+        sock.send_multipart([b"a", b"b", b"c"])
+        sock.close()
+    program = ("import zray\n"
+               "zray.init(address='auto')\n"
+               "@zray.remote\n"
+               "def f(): return 'alive'\n"
+               "print(zray.get(f.remote(), timeout=30))\n"
+               "zray.shutdown()\n")
+    run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "alive"
+    assert all(_alive(pid) for pid in record["pids"])

@@ -92,7 +92,8 @@ class ActorClass:
                             "is_async": meta["is_async"]}
         spec = cw.build_actor_creation_spec(actor_id, class_id, meta["class_name"], args, kwargs,
                                             creation_options)
-        cw.gcs_call(GcsMethod.KV_PUT, ACTOR_META_NS, actor_id, _dumps(meta), True)
+        handle_meta = dict(meta, max_task_retries=options.get("max_task_retries", 0) or 0)
+        cw.gcs_call(GcsMethod.KV_PUT, ACTOR_META_NS, actor_id, _dumps(handle_meta), True)
         reply = cw.gcs_call(GcsMethod.CREATE_ACTOR, {
             "actor_id": actor_id, "job_id": cw.job_id, "name": name, "namespace": namespace,
             "detached": detached, "get_if_exists": bool(options.get("get_if_exists")),
@@ -105,7 +106,7 @@ class ActorClass:
             cw.actors.register_owned(actor_id, detached)
         finally:
             cw.loop.release()
-        return ActorHandle(actor_id, meta)
+        return ActorHandle(actor_id, handle_meta)
 
 
 def _dumps(obj) -> bytes:
@@ -194,22 +195,26 @@ class ActorMethod:
                         f"'object.{self._name}()', try 'object.{self._name}.remote()'.")
 
     def remote(self, *args, **kwargs):
-        return self._remote(args, kwargs, self._num_returns)
+        return self._remote(args, kwargs, self._num_returns, None)
 
     def options(self, **options):
         opts.validate(options, opts.METHOD_OPTIONS, "actor methods")
         num_returns = options.get("num_returns", self._num_returns)
+        max_task_retries = options.get("max_task_retries")
         parent = self
 
         class MethodWithOptions:
             def remote(self, *args, **kwargs):
-                return parent._remote(args, kwargs, num_returns)
+                return parent._remote(args, kwargs, num_returns, max_task_retries)
 
         return MethodWithOptions()
 
-    def _remote(self, args, kwargs, num_returns):
+    def _remote(self, args, kwargs, num_returns, max_task_retries):
         cw = process_state.require_worker()
-        refs = cw.submit_actor_task(self._handle._actor_id, self._name, args, kwargs, num_returns)
+        if max_task_retries is None:
+            max_task_retries = self._handle._meta.get("max_task_retries", 0)
+        refs = cw.submit_actor_task(self._handle._actor_id, self._name, args, kwargs, num_returns,
+                                    max_task_retries)
         if num_returns == 1:
             return refs[0]
         if num_returns == 0:

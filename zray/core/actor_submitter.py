@@ -24,15 +24,15 @@ ERROR = ReturnKind.ERROR
 
 
 class ActorCall:
-    __slots__ = ("spec", "return_ids", "deps", "unresolved", "resolved_ok", "cancelled")
+    __slots__ = ("spec", "return_ids", "deps", "unresolved", "cancelled", "retries_left")
 
-    def __init__(self, spec, return_ids, deps):
+    def __init__(self, spec, return_ids, deps, retries_left=0):
         self.spec = spec
         self.return_ids = return_ids
         self.deps = deps
         self.unresolved = 0
-        self.resolved_ok = not deps
         self.cancelled = False
+        self.retries_left = retries_left   # max_task_retries: resend after a restart
 
 
 class ActorState:
@@ -144,8 +144,7 @@ class ActorSubmitter:
             self._mark_dead(st, death_message, creation_error)
         elif state == "RESTARTING" and st.state == "ALIVE":
             st.state = "PENDING"
-            self._fail_in_flight(st, exceptions.ActorDiedError(
-                error_msg=f"The actor restarted while this call was running: {death_message}"))
+            self._retry_or_fail_in_flight(st, death_message)
             self.cw.gcs_call_async(GcsMethod.GET_ACTOR_INFO, (st.actor_id, True),
                                    lambda reply: self._on_actor_info(st, reply))
 
@@ -165,6 +164,25 @@ class ActorSubmitter:
         self._fail_in_flight(st, None)
         while st.queue:
             self._fail(st.queue.popleft(), st.death_blob)
+
+    def _retry_or_fail_in_flight(self, st, death_message) -> None:
+        """After a restart, calls with max_task_retries left are resent first,
+        in their original order; the others fail."""
+        blob = None
+        retry = []
+        for task_id, call in sorted(st.in_flight.items(), key=lambda item: item[1].spec.seq_no):
+            self.in_flight.pop(task_id, None)
+            if call.retries_left != 0:
+                call.retries_left -= 1
+                retry.append(call)
+                continue
+            if blob is None:
+                blob = serialization.serialize_inline(exceptions.ActorDiedError(
+                    error_msg=f"The actor restarted while this call was running: {death_message}",
+                    actor_id=st.actor_id.hex()))[0]
+            self._fail(call, blob)
+        st.in_flight.clear()
+        st.queue.extendleft(reversed(retry))
 
     def _fail_in_flight(self, st, err) -> None:
         blob = st.death_blob if err is None else serialization.serialize_inline(err)[0]

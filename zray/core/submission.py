@@ -81,7 +81,8 @@ class Submission:
         return [ObjectRef(object_id, address, _count=False) for object_id in return_ids]
 
     # -------------------------------------------------------- actor tasks ---
-    def submit_actor_task(self, actor_id: bytes, method_name: str, args, kwargs, num_returns: int):
+    def submit_actor_task(self, actor_id: bytes, method_name: str, args, kwargs, num_returns: int,
+                          max_task_retries: int = 0):
         args_blob, deps = self.encode_args(args, kwargs, method_name)
         self.loop.acquire()
         try:
@@ -97,7 +98,7 @@ class Submission:
             spec = TaskSpec(task_id, ctx.task_id[12:16], ACTOR_TASK, b"", method_name, args_blob,
                             None, num_returns, self.worker_id, self.endpoint, actor_id, method_name,
                             st.seq, None, ctx.task_id)
-            self.actors.submit(ActorCall(spec, return_ids, self._dep_entries(deps)))
+            self.actors.submit(ActorCall(spec, return_ids, self._dep_entries(deps), max_task_retries))
         finally:
             self.loop.release()
         address = self.address

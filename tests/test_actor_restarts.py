@@ -1,0 +1,68 @@
+"""Actor fault tolerance: max_restarts and max_task_retries (real processes)."""
+import os
+import time
+
+import pytest
+
+import zray
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    zray.init(num_cpus=2)
+    yield
+    zray.shutdown()
+
+
+@zray.remote(max_restarts=1, max_concurrency=2)
+class Flaky:
+    def __init__(self):
+        self.calls = 0
+
+    def pid(self):
+        return os.getpid()
+
+    def incr(self):
+        self.calls += 1
+        return self.calls
+
+    def slow_pid(self):
+        time.sleep(1.0)
+        return os.getpid()
+
+    def die(self):
+        time.sleep(0.2)
+        os._exit(1)
+
+
+def test_restarted_actor_runs_constructor_again_then_dies_for_good(cluster):
+    actor = Flaky.remote()
+    first_pid = zray.get(actor.pid.remote())
+    assert zray.get(actor.incr.remote()) == 1
+    with pytest.raises(zray.exceptions.RayActorError):
+        zray.get(actor.die.remote(), timeout=30)
+    assert zray.get(actor.pid.remote(), timeout=30) != first_pid
+    assert zray.get(actor.incr.remote()) == 1          # fresh state after the restart
+    with pytest.raises(zray.exceptions.RayActorError):
+        zray.get(actor.die.remote(), timeout=30)
+    with pytest.raises(zray.exceptions.RayActorError):  # no restarts left
+        zray.get(actor.incr.remote(), timeout=30)
+
+
+def test_in_flight_call_is_retried_after_restart_with_max_task_retries(cluster):
+    actor = Flaky.options(max_task_retries=1).remote()
+    first_pid = zray.get(actor.pid.remote())
+    running = actor.slow_pid.remote()
+    actor.die.options(max_task_retries=0).remote()
+    assert zray.get(running, timeout=30) != first_pid
+
+
+def test_in_flight_call_fails_without_max_task_retries(cluster):
+    actor = Flaky.remote()
+    zray.get(actor.pid.remote())
+    running = actor.slow_pid.remote()
+    actor.die.remote()
+    with pytest.raises(zray.exceptions.RayActorError):
+        zray.get(running, timeout=30)

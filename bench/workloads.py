@@ -51,9 +51,6 @@ def _actor_cls(rt, small_value):
         def small_value(self):
             return b"ok"
 
-        def small_value_arg(self, x):
-            return b"ok"
-
         def small_value_batch(self, n):
             rt.get([small_value.remote() for _ in range(n)])
 
@@ -123,11 +120,8 @@ def multi_client_put_calls(rt, timeit):
 def single_client_put_gigabytes(rt, timeit):
     import numpy as np  # only this workload needs numpy
 
-    array = np.zeros(100 * 1024 * 1024, dtype=np.int64)  # 800 MiB
-    try:
-        return timeit(lambda: rt.put(array), 8 * 0.1)
-    finally:
-        del array
+    array = np.zeros(100 * 1024 * 1024, dtype=np.int64)  # 800 MiB, so 0.8 GB per call
+    return timeit(lambda: rt.put(array), 8 * 0.1)
 
 
 def single_client_get_object_containing_10k_refs(rt, timeit):

@@ -14,14 +14,17 @@ log = logging.getLogger(__name__)
 
 def run(session_dir: str, raylet_endpoint: str, worker_id: bytes) -> int:
     logs = os.path.join(session_dir, "logs")
-    out = os.open(os.path.join(logs, f"worker-{worker_id.hex()[:12]}.log"),
+    # User prints (fd 1/2) go to worker-<pid>.out, which the driver forwards;
+    # zray's own logging goes to worker-<pid>.log.
+    out = os.open(os.path.join(logs, f"worker-{os.getpid()}.out"),
                   os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(out, 1)
     os.dup2(out, 2)
     os.close(out)
     sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
     sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
+    logging.basicConfig(level=logging.INFO, force=True,
+                        filename=os.path.join(logs, f"worker-{os.getpid()}.log"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parent = os.getppid()
     cw = CoreWorker(is_driver=False, raylet_endpoint=raylet_endpoint, session_dir=session_dir,

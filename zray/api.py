@@ -17,6 +17,7 @@ log = logging.getLogger("zray")
 
 _init_lock = threading.RLock()
 _cluster = None          # NodeProcesses of the embedded cluster, if we started one
+_log_monitor = None      # forwards task prints to this console
 _INIT_KWARGS = {"address", "num_cpus", "num_gpus", "resources", "object_store_memory",
                 "namespace", "ignore_reinit_error", "include_dashboard", "dashboard_host",
                 "dashboard_port", "logging_level", "log_to_driver", "configure_logging",
@@ -43,7 +44,8 @@ class ZrayContext(dict):
 
 
 def init(address: str | None = None, *, num_cpus=None, num_gpus=None, resources=None,
-         object_store_memory=None, namespace=None, ignore_reinit_error=False, **kwargs):
+         object_store_memory=None, namespace=None, ignore_reinit_error=False,
+         log_to_driver: bool = True, **kwargs):
     """Start an embedded single-host cluster, or connect to a running one."""
     global _cluster
     for key in kwargs:
@@ -76,6 +78,10 @@ def init(address: str | None = None, *, num_cpus=None, num_gpus=None, resources=
             session_dir, raylet_endpoint = launcher.find_cluster(address)
         try:
             _connect_driver(session_dir, raylet_endpoint, namespace)
+            if log_to_driver:
+                global _log_monitor
+                from .core.log_monitor import LogMonitor
+                _log_monitor = LogMonitor(os.path.join(session_dir, "logs")).start()
         except BaseException:
             if _cluster is not None:
                 _cluster.stop()
@@ -124,8 +130,11 @@ def is_initialized() -> bool:
 
 
 def shutdown(_exiting_interpreter: bool = False) -> None:
-    global _cluster
+    global _cluster, _log_monitor
     with _init_lock:
+        if _log_monitor is not None:
+            _log_monitor.stop()
+            _log_monitor = None
         cw = process_state.worker
         if cw is not None and cw.is_driver:
             try:

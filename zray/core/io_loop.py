@@ -34,7 +34,7 @@ POLLIN = zmq.POLLIN
 _NOBLOCK = zmq.NOBLOCK
 _Again = zmq.Again
 BACKGROUND_TICK_S = 0.05
-FOREGROUND_QUIET_S = 0.005
+FOREGROUND_QUIET_S = 0.02
 
 
 class IoLoop:
@@ -235,6 +235,17 @@ class IoLoop:
                             pass
                 finally:
                     self.lock.release()
+            # A caller thread that is driving (or just drove) drains every
+            # socket itself; waking on its messages would only cost it the GIL
+            # and a cross-core wake-up.  So while the foreground is busy, sleep
+            # without watching the sockets (an undrained ZMQ_FD stays readable).
+            if self._leading:
+                time.sleep(FOREGROUND_QUIET_S)
+                continue
+            quiet_for = time.monotonic() - self._foreground_at
+            if quiet_for < FOREGROUND_QUIET_S:
+                time.sleep(FOREGROUND_QUIET_S - quiet_for)
+                continue
             timeout_ms = max(0, int((next_tick - time.monotonic()) * 1000))
             try:
                 ready = poller.poll(timeout_ms)
@@ -247,16 +258,7 @@ class IoLoop:
                     os.read(self._bg_wake_r, 4096)
                 except BlockingIOError:
                     pass
-            # A caller thread that is driving (or just drove) drains every
-            # socket itself; contending with it would only cost it the GIL and
-            # the lock.  Sleep (not select: an undrained ZMQ_FD stays readable)
-            # until the foreground has been quiet for FOREGROUND_QUIET_S.
             if self._leading:
-                time.sleep(FOREGROUND_QUIET_S)
-                continue
-            quiet_for = time.monotonic() - self._foreground_at
-            if quiet_for < FOREGROUND_QUIET_S:
-                time.sleep(FOREGROUND_QUIET_S - quiet_for)
                 continue
             self.lock.acquire()
             try:

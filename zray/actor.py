@@ -94,11 +94,21 @@ class ActorClass:
                                             creation_options)
         handle_meta = dict(meta, max_task_retries=options.get("max_task_retries", 0) or 0)
         cw.gcs_call(GcsMethod.KV_PUT, ACTOR_META_NS, actor_id, _dumps(handle_meta), True)
-        reply = cw.gcs_call(GcsMethod.CREATE_ACTOR, {
-            "actor_id": actor_id, "job_id": cw.job_id, "name": name, "namespace": namespace,
-            "detached": detached, "get_if_exists": bool(options.get("get_if_exists")),
-            "resources": opts.actor_resource_shape(options), "creation_task": tuple(spec),
-            "class_name": meta["class_name"], "max_restarts": options.get("max_restarts", 0) or 0})
+        from .core.core_worker import GcsError
+        from .gcs.errors import GcsErrorCode
+        try:
+            reply = cw.gcs_call(GcsMethod.CREATE_ACTOR, {
+                "actor_id": actor_id, "job_id": cw.job_id, "name": name, "namespace": namespace,
+                "detached": detached, "get_if_exists": bool(options.get("get_if_exists")),
+                "resources": opts.actor_resource_shape(options), "creation_task": tuple(spec),
+                "class_name": meta["class_name"],
+                "max_restarts": options.get("max_restarts", 0) or 0})
+        except GcsError as exc:
+            if exc.code == GcsErrorCode.ACTOR_NAME_TAKEN:   # Ray raises ValueError here
+                raise ValueError(f"The name {name} (namespace={namespace}) is already taken. "
+                                 f"Please use a different name or get the existing one using "
+                                 f"zray.get_actor('{name}', namespace='{namespace}')") from None
+            raise
         if reply.get("existing"):
             return get_handle(cw, reply["actor_id"])
         cw.loop.acquire()

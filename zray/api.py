@@ -213,6 +213,8 @@ def wait(object_refs, *, num_returns: int = 1, timeout=None, fetch_local: bool =
         if type(ref) is not ObjectRef:
             raise TypeError(f"wait() expected a list of ObjectRef, got a list containing "
                             f"{type(ref).__name__}: {ref!r}")
+    if not refs:
+        return [], []   # as Ray does
     if len(set(refs)) != len(refs):
         raise ValueError("Wait requires a list of unique object refs.")
     if not isinstance(num_returns, int) or num_returns <= 0:

@@ -81,7 +81,7 @@ class RayTaskError(RayError):
         return self._message()
 
     def __reduce__(self):
-        return (RayTaskError, (self.function_name, self.traceback_str, self.cause,
+        return (RayTaskError, (self.function_name, self.traceback_str, _portable(self.cause),
                                self.proctitle, self.pid, self.ip, self.actor_repr,
                                self.actor_id))
 
@@ -112,6 +112,40 @@ class RayTaskError(RayError):
 
 
 _dual_classes: dict = {}
+
+
+def _portable(cause):
+    """``cause``, or a stand-in that unpickles as the same exception without
+    calling its ``__init__`` when the default pickling cannot rebuild it
+    (e.g. ``__init__(self, code, detail)`` calling ``super().__init__(text)``)."""
+    if cause is None or type(cause).__reduce__ is not BaseException.__reduce__:
+        return cause
+    import pickle
+    import cloudpickle
+    try:
+        pickle.loads(cloudpickle.dumps(cause, 5))
+        return cause
+    except Exception:
+        return _ExceptionByState(cause)
+
+
+class _ExceptionByState:
+    __slots__ = ("exc",)
+
+    def __init__(self, exc):
+        self.exc = exc
+
+    def __reduce__(self):
+        exc = self.exc
+        return _rebuild_exception, (type(exc), exc.args, dict(getattr(exc, "__dict__", {})))
+
+
+def _rebuild_exception(cls, args, state):
+    err = cls.__new__(cls, *args)
+    err.args = args
+    if state:
+        err.__dict__.update(state)
+    return err
 
 
 def _make_dual_class(cause_cls):

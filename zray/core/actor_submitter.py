@@ -37,7 +37,8 @@ class ActorCall:
 
 class ActorState:
     __slots__ = ("actor_id", "state", "endpoint", "sock", "queue", "in_flight", "death_blob",
-                 "seq", "handles", "owned", "escaped", "detached", "out_of_scope")
+                 "seq", "handles", "owned", "escaped", "detached", "out_of_scope",
+                 "info_pending")
 
     def __init__(self, actor_id):
         self.actor_id = actor_id
@@ -53,6 +54,7 @@ class ActorState:
         self.escaped = False
         self.detached = False
         self.out_of_scope = False
+        self.info_pending = 0       # GET_ACTOR_INFO(wait) requests not answered yet
 
 
 class ActorSubmitter:
@@ -69,9 +71,14 @@ class ActorSubmitter:
             st = self.actors[actor_id] = ActorState(actor_id)
             cw = self.cw
             cw.gcs_sub.setsockopt(zmq.SUBSCRIBE, m.actor_topic(actor_id))
-            cw.gcs_call_async(GcsMethod.GET_ACTOR_INFO, (actor_id, True),
-                              lambda reply: self._on_actor_info(st, reply))
+            self._request_info(st)
         return st
+
+    def _request_info(self, st: ActorState) -> None:
+        """Ask the GCS for the actor's state once it is ALIVE or DEAD (lock held)."""
+        st.info_pending += 1
+        self.cw.gcs_call_async(GcsMethod.GET_ACTOR_INFO, (st.actor_id, True),
+                               lambda reply: self._on_actor_info(st, reply))
 
     def register_owned(self, actor_id: bytes, detached: bool) -> None:
         st = self.state_of(actor_id)
@@ -119,6 +126,7 @@ class ActorSubmitter:
 
     # ------------------------------------------------------- actor state ---
     def _on_actor_info(self, st: ActorState, reply) -> None:
+        st.info_pending -= 1
         if not reply.ok:
             self._mark_dead(st, f"actor info unavailable: {reply.payload[1]}")
             return
@@ -128,8 +136,13 @@ class ActorSubmitter:
 
     def on_actor_changed(self, msg) -> None:
         st = self.actors.get(msg.actor_id)
-        if st is not None:
-            self._apply_state(st, msg.state, msg.endpoint, msg.death_message, None)
+        if st is None:
+            return
+        if msg.state == "DEAD" and st.info_pending:
+            # The broadcast carries no creation error; the info reply on its way
+            # does (the GCS answers waiting GET_ACTOR_INFO requests on death).
+            return
+        self._apply_state(st, msg.state, msg.endpoint, msg.death_message, None)
 
     def _apply_state(self, st, state, endpoint, death_message, creation_error) -> None:
         if st.state == "DEAD":
@@ -145,8 +158,7 @@ class ActorSubmitter:
         elif state == "RESTARTING" and st.state == "ALIVE":
             st.state = "PENDING"
             self._retry_or_fail_in_flight(st, death_message)
-            self.cw.gcs_call_async(GcsMethod.GET_ACTOR_INFO, (st.actor_id, True),
-                                   lambda reply: self._on_actor_info(st, reply))
+            self._request_info(st)
 
     def _mark_dead(self, st, death_message, creation_error=None) -> None:
         cause = None

@@ -13,6 +13,7 @@ import concurrent.futures
 import ctypes
 import inspect
 import logging
+import mmap
 import os
 import threading
 import traceback
@@ -22,13 +23,28 @@ from .. import exceptions, ids, serialization
 from ..sockets import messages as m
 from ..sockets.messages import ReturnKind, TaskStatus
 from .core_worker import TaskContext, current_task
-from .task_spec import ACTOR_CREATION_TASK, ACTOR_TASK, NORMAL_TASK, ArgSlot, TaskSpec
+from .task_spec import (ACTOR_CREATION_TASK, ACTOR_TASK, NORMAL_TASK, ArgSlot, TaskSpec,
+                        running_marker_path)
 
 log = logging.getLogger(__name__)
 
 INLINE, IN_STORE, ERROR = ReturnKind.INLINE, ReturnKind.IN_STORE, ReturnKind.ERROR
 _NONE_BLOB = serialization.serialize_inline(None)[0]
 _tuple_new = tuple.__new__
+
+
+def _open_running_marker(cw):
+    """Shared 16-byte map of this worker's running-task marker (see task_spec)."""
+    try:
+        fd = os.open(running_marker_path(cw.session_dir, cw.worker_id),
+                     os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            os.ftruncate(fd, 16)
+            return mmap.mmap(fd, 16)
+        finally:
+            os.close(fd)
+    except (OSError, ValueError):
+        return None
 
 
 class ActorExit(BaseException):
@@ -48,7 +64,15 @@ class Executor:
         self._pool = None
         self._async_loop = None
         self._async_sem = None
+        self._async_tasks: dict = {}         # task_id -> asyncio.Task (event loop thread)
         self._main_thread = threading.get_ident()
+        # A cancel that arrives while the main-thread task waits inside zray (get /
+        # wait, or any call whose loop handles the CancelTask) is flagged here and
+        # raised by the wait: an async exception would fire inside an io-loop
+        # handler and be swallowed there.
+        self.cancel_requested = None
+        self.main_waiting = 0
+        self._marker = _open_running_marker(core_worker)
 
     # ---------------------------------------------------------- intake ---
     def on_push(self, identity: bytes, spec_tuple) -> None:
@@ -69,13 +93,41 @@ class Executor:
                 self.queue.remove(item)
                 self._reply_error(item[0], item[1], exceptions.TaskCancelledError(msg.task_id.hex()))
                 return
+        if self.mode == "async":   # a running async call: cancel its asyncio.Task
+            self._async_loop.call_soon_threadsafe(self._cancel_async, msg.task_id)
+            return
         running = self.running
-        if running is not None and running.task_id == msg.task_id:
+        # Running actor calls are not interrupted (Ray: only async actor calls are).
+        if running is not None and running.task_id == msg.task_id and running.kind == NORMAL_TASK:
             if msg.force:
                 log.warning("force-cancelling task %s: exiting", msg.task_id.hex())
                 os._exit(1)
+            if msg.recursive:
+                self._cancel_children(msg.task_id)
+            if self.main_waiting or threading.get_ident() == self._main_thread:
+                self.cancel_requested = msg.task_id
+                return
             ctypes.pythonapi.PyThreadState_SetAsyncExc(
                 ctypes.c_ulong(self._main_thread), ctypes.py_object(exceptions.TaskCancelledError))
+
+    def _cancel_children(self, task_id: bytes) -> None:
+        """cancel(recursive=True): the tasks the cancelled task submitted (lock held)."""
+        tasks = self.cw.tasks
+        for child in [t for t in tasks.tasks.values() if t.spec.parent_task_id == task_id]:
+            tasks.cancel(child.spec.task_id, False, True)
+
+    def on_main_thread(self) -> bool:
+        return threading.get_ident() == self._main_thread
+
+    def raise_if_cancelled(self) -> None:
+        """Raise TaskCancelledError if the main-thread task was cancelled while waiting."""
+        task_id = self.cancel_requested
+        if task_id is None:
+            return
+        self.cancel_requested = None
+        running = self.running
+        if running is not None and running.task_id == task_id:
+            raise exceptions.TaskCancelledError(task_id.hex())
 
     def holds_task_resources(self) -> bool:
         running = self.running
@@ -110,6 +162,9 @@ class Executor:
         on_main = threading.get_ident() == self._main_thread
         if on_main:
             self.running = spec
+            self.cancel_requested = None
+            if spec.kind == NORMAL_TASK and self._marker is not None:
+                self._marker[:16] = spec.task_id
         token = current_task.set(TaskContext(spec.task_id, spec.function_name, spec.actor_id))
         exiting = False
         try:
@@ -218,6 +273,10 @@ class Executor:
         actor_repr = repr(self.actor) if self.actor is not None and spec.kind == ACTOR_TASK else None
         name = spec.function_name if spec.kind != ACTOR_TASK else (
             f"{type(self.actor).__name__}.{spec.method_name}")
+        if isinstance(exc, exceptions.RayTaskError):
+            # A nested task's error re-raised here: keep the user's exception as the
+            # cause (not nested RayTaskErrors), as Ray does; tb already shows both.
+            exc = exc.cause
         return exceptions.RayTaskError(name, tb, exc, pid=os.getpid(), actor_repr=actor_repr,
                                        actor_id=self.actor_id.hex() if self.actor_id else None)
 
@@ -269,29 +328,49 @@ class Executor:
         self._async_loop = loop
 
     def _start_async(self, identity, spec) -> None:
-        self._async_loop.create_task(self._run_async(identity, spec))
+        """On the actor's event loop thread, as is ``_async_tasks``."""
+        task = self._async_loop.create_task(self._run_async(identity, spec))
+        task_id = spec.task_id
+        self._async_tasks[task_id] = task
+        task.add_done_callback(lambda _t: self._async_tasks.pop(task_id, None))
+
+    def _cancel_async(self, task_id) -> None:
+        task = self._async_tasks.get(task_id)
+        if task is not None:
+            task.cancel()
 
     async def _run_async(self, identity, spec) -> None:
-        async with self._async_sem:
-            token = current_task.set(TaskContext(spec.task_id, spec.function_name, spec.actor_id))
-            exiting = False
-            try:
-                method = getattr(self.actor, spec.method_name)
-                args, kwargs = self._args(spec)
-                result = method(*args, **kwargs)
-                if inspect.isawaitable(result):
-                    result = await result
-                returns = self._pack_returns(spec, result)
-            except (ActorExit, exceptions.AsyncioActorExit):
-                exiting = True
-                returns = self._error_returns(spec, exceptions.ActorDiedError(
-                    error_msg="The actor exited intentionally via exit_actor()."))
-            except asyncio.CancelledError:
-                returns = self._error_returns(spec, exceptions.TaskCancelledError(spec.task_id.hex()))
-            except Exception as exc:
-                returns = self._error_returns(spec, self._task_error(spec, exc))
-            finally:
-                current_task.reset(token)
-            self._reply(identity, spec, returns)
-            if exiting:
-                self.exit_now(0)
+        try:
+            await self._async_sem.acquire()
+        except asyncio.CancelledError:   # cancelled while waiting for a free slot
+            self._reply(identity, spec, self._error_returns(
+                spec, exceptions.TaskCancelledError(spec.task_id.hex())))
+            return
+        try:
+            await self._run_async_call(identity, spec)
+        finally:
+            self._async_sem.release()
+
+    async def _run_async_call(self, identity, spec) -> None:
+        token = current_task.set(TaskContext(spec.task_id, spec.function_name, spec.actor_id))
+        exiting = False
+        try:
+            method = getattr(self.actor, spec.method_name)
+            args, kwargs = self._args(spec)
+            result = method(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+            returns = self._pack_returns(spec, result)
+        except (ActorExit, exceptions.AsyncioActorExit):
+            exiting = True
+            returns = self._error_returns(spec, exceptions.ActorDiedError(
+                error_msg="The actor exited intentionally via exit_actor()."))
+        except asyncio.CancelledError:
+            returns = self._error_returns(spec, exceptions.TaskCancelledError(spec.task_id.hex()))
+        except Exception as exc:
+            returns = self._error_returns(spec, self._task_error(spec, exc))
+        finally:
+            current_task.reset(token)
+        self._reply(identity, spec, returns)
+        if exiting:
+            self.exit_now(0)

@@ -82,11 +82,11 @@ class ObjectApi:
                 position[0] = i
                 return i == total
 
-            self.notify_blocked()
-            try:
-                ok = self.loop.wait_until(all_ready, timeout)
-            finally:
-                self.notify_unblocked()
+            if timeout == 0:
+                self._drive_nonblocking()
+                ok = all_ready()
+            else:
+                ok = self._wait_blocked(all_ready, timeout)
             if not ok:
                 raise exceptions.GetTimeoutError(
                     f"Get timed out: {total - position[0]} of {len(refs)} object(s) not ready "
@@ -144,12 +144,11 @@ class ObjectApi:
                         return True
             return False
 
-        if not enough_ready() and timeout != 0:
-            self.notify_blocked()
-            try:
-                self.loop.wait_until(enough_ready, timeout)
-            finally:
-                self.notify_unblocked()
+        if not enough_ready():
+            if timeout == 0:
+                self._drive_nonblocking()
+            else:
+                self._wait_blocked(enough_ready, timeout)
         ready, not_ready = [], []
         for ref, entry in zip(refs, entries):
             if entry.ready and len(ready) < num_returns:
@@ -189,6 +188,38 @@ class ObjectApi:
         return self._future_executor
 
     # ----------------------------------------------------------- blocking ---
+    def _drive_nonblocking(self) -> None:
+        """Handle what has already arrived, without waiting: a zero-timeout get /
+        wait polled in a loop must see results even when no thread is blocked
+        driving the sockets (the background thread defers to busy callers)."""
+        loop = self.loop
+        loop.acquire()
+        try:
+            loop.drain_all()
+            loop.maybe_tick()
+        finally:
+            loop.release()
+
+    def _wait_blocked(self, predicate, timeout) -> bool:
+        """wait_until for get/wait: the task's CPU is given back meanwhile, and a
+        task cancelled while it waits here raises TaskCancelledError."""
+        executor = self.executor
+        watch = executor is not None and executor.on_main_thread()
+        check = predicate
+        if watch:
+            executor.main_waiting += 1
+            check = lambda: predicate() or executor.cancel_requested is not None  # noqa: E731
+        self.notify_blocked()
+        try:
+            ok = self.loop.wait_until(check, timeout)
+        finally:
+            self.notify_unblocked()
+            if watch:
+                executor.main_waiting -= 1
+        if watch:
+            executor.raise_if_cancelled()
+        return ok
+
     def notify_blocked(self) -> None:
         """A task blocked in get/wait gives its CPU back so nested tasks can run."""
         executor = self.executor

@@ -13,6 +13,7 @@ Refs nested inside containers stay refs (the callee borrows them).
 """
 from __future__ import annotations
 
+import os
 from typing import NamedTuple, Optional
 
 NORMAL_TASK = 0
@@ -52,3 +53,20 @@ class TaskSpec(NamedTuple):
 def return_object_ids(task_id: bytes, num_returns: int):
     from ..ids import object_id_for_return
     return [object_id_for_return(task_id, i) for i in range(num_returns)]
+
+
+# The running-task marker: a worker writes the id of the normal task it starts
+# into a small shared file, so that when the worker dies its owner (same host)
+# knows which of the tasks pipelined to it ran and which never started.
+def running_marker_path(session_dir: str, worker_id: bytes) -> str:
+    return os.path.join(session_dir, "sockets", "run-" + worker_id.hex()[:16])
+
+
+def read_running_marker(session_dir: str, worker_id: bytes) -> Optional[bytes]:
+    """The last task id the worker started (b"" if none), or None if unknown."""
+    try:
+        with open(running_marker_path(session_dir, worker_id), "rb") as f:
+            data = f.read(16)
+    except OSError:
+        return None
+    return data if len(data) == 16 else None

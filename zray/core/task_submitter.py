@@ -13,7 +13,10 @@ import sys
 import time
 from collections import deque
 
+import zmq
+
 from .. import exceptions, serialization
+from .task_spec import read_running_marker
 from ..sockets import messages as m
 from ..sockets.messages import ReturnKind, TaskStatus
 
@@ -46,7 +49,7 @@ class PendingTask:
 
 class Lease:
     __slots__ = ("lease_id", "worker_id", "endpoint", "sock", "in_flight", "queue", "idle_since",
-                 "blocked")
+                 "blocked", "exclusive")
 
     def __init__(self, lease_id, worker_id, endpoint, sock, queue):
         self.lease_id = lease_id
@@ -57,6 +60,7 @@ class Lease:
         self.queue = queue
         self.idle_since = time.monotonic()
         self.blocked = False
+        self.exclusive = False          # runs a task with no retries left: nothing else
 
 
 class KeyQueue:
@@ -126,16 +130,23 @@ class TaskSubmitter:
             depth = PIPELINE_DEPTH if kq.task_time < SHORT_TASK_S else 1
             now = time.monotonic()
             while tasks:
+                # A task with no retries left runs alone on its worker: the replies
+                # of tasks finished just before a crash can be lost with the
+                # process, which must not make such a task fail or run twice.
+                alone = tasks[0].retries_left == 0
+                limit = 1 if alone else depth
                 best = None
                 for lease in kq.leases:
                     n = len(lease.in_flight)
-                    if n < depth and not lease.blocked and (best is None or n < len(best.in_flight)):
+                    if n < limit and not lease.blocked and not lease.exclusive and (
+                            best is None or n < len(best.in_flight)):
                         best = lease
                 if best is None:
                     break
                 task = tasks.popleft()
                 if task.cancelled:
                     continue
+                best.exclusive = alone
                 task_id = task.spec.task_id
                 best.in_flight[task_id] = task
                 self.in_flight[task_id] = best
@@ -208,19 +219,41 @@ class TaskSubmitter:
             return
         if lease in lease.queue.leases:
             lease.queue.leases.remove(lease)
+        # Replies the worker sent before dying may still be queued on its socket.
+        while lease.in_flight:
+            try:
+                frame = lease.sock.recv(zmq.NOBLOCK)
+            except zmq.ZMQError:
+                break
+            self.cw._on_peer(frame)
         self.cw.close_peer(lease.endpoint)
-        for task_id, task in list(lease.in_flight.items()):
+        # Pushed tasks run in push order.  The worker's running-task marker says
+        # which one it was running: those before it ran too (their replies were
+        # lost in the crash), those after it never started and go back to the
+        # queue without using a retry.  Without a marker: the oldest was running.
+        in_flight = list(lease.in_flight.items())
+        running = read_running_marker(self.cw.session_dir, lease.worker_id)
+        if running is None:
+            started = 1
+        else:
+            started = next((i + 1 for i, (tid, _) in enumerate(in_flight) if tid == running), 0)
+        requeue = []
+        for position, (task_id, task) in enumerate(in_flight):
             self.in_flight.pop(task_id, None)
             if task.cancelled:
                 err = exceptions.TaskCancelledError(task_id.hex())
+            elif position >= started:
+                requeue.append(task)
+                continue
             elif task.retries_left != 0:
                 task.retries_left -= 1
-                lease.queue.tasks.appendleft(task)
+                requeue.append(task)
                 continue
             else:
                 err = exceptions.WorkerCrashedError(msg.message)
             blob = serialization.serialize_inline(err)[0]
             self._finish(task, [(ERROR, blob)] * len(task.return_ids))
+        lease.queue.tasks.extendleft(reversed(requeue))
         lease.in_flight.clear()
         self._dispatch(lease.queue)
 
@@ -246,6 +279,7 @@ class TaskSubmitter:
                 kq.tasks.append(task)
         if not lease.in_flight:
             lease.blocked = False
+            lease.exclusive = False
             lease.idle_since = now
         self._dispatch(kq)
         return True

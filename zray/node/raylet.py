@@ -146,6 +146,11 @@ class Raylet:
                     break
                 self._report_resources(now)
                 self._check_clients(now)
+                if self.lease_queue:
+                    # Requests waiting for resources: ask owners again for their idle
+                    # leases (an owner busy waiting may only notice its own idle
+                    # timer late), at most every RECLAIM_INTERVAL_S.
+                    self._schedule()
         self.shutdown()
 
     def _drain_router(self) -> None:

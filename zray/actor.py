@@ -84,7 +84,7 @@ class ActorClass:
         meta = self._meta
         actor_id = ids.random_unique_id()
         name = options.get("name")
-        namespace = options.get("namespace") or cw.namespace
+        namespace = options.get("namespace") or cw.current_namespace()
         detached = options.get("lifetime") == "detached"
         if detached and not name:
             pass  # Ray allows unnamed detached actors

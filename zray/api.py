@@ -102,6 +102,9 @@ def _connect_driver(session_dir, raylet_endpoint, namespace):
         from . import ids
         cw.job_id = ids.job_id_from_int(job)
         cw.root_context.task_id = ids.root_task_id(cw.job_id)
+        # Workers look the namespace up to run this job's tasks in it.
+        from .core.core_worker import JOB_NAMESPACE_KV
+        cw.gcs_call(GcsMethod.KV_PUT, JOB_NAMESPACE_KV, cw.job_id, cw.namespace.encode(), True)
     except BaseException:
         process_state.worker = None
         cw.shutdown()
@@ -254,7 +257,7 @@ def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
     cw = _auto_init()
     from .core.core_worker import GcsError
     try:
-        info = cw.gcs_call(GcsMethod.GET_NAMED_ACTOR, name, namespace or cw.namespace)
+        info = cw.gcs_call(GcsMethod.GET_NAMED_ACTOR, name, namespace or cw.current_namespace())
     except GcsError:
         raise ValueError(f"Failed to look up actor with name '{name}'. This could because 1. You "
                          f"are trying to look up a named actor you didn't create. 2. The named "

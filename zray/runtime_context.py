@@ -45,10 +45,10 @@ class RuntimeContext:
 
     @property
     def namespace(self) -> str:
-        return self._worker.namespace
+        return self._worker.current_namespace()
 
     def get_namespace(self) -> str:
-        return self._worker.namespace
+        return self._worker.current_namespace()
 
     @property
     def current_actor(self):

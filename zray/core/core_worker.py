@@ -41,6 +41,7 @@ _PENDING = object()
 INLINE, IN_STORE, ERROR, FREED = (ReturnKind.INLINE, ReturnKind.IN_STORE, ReturnKind.ERROR,
                                   ReturnKind.FREED)
 RPC_TIMEOUT_S = 30.0
+JOB_NAMESPACE_KV = "job_namespace"   # GCS KV: job id -> the job's namespace (utf-8)
 
 current_task = contextvars.ContextVar("zray_current_task", default=None)
 
@@ -76,6 +77,8 @@ class CoreWorker(ObjectApi, Submission):
         self.root_context = TaskContext(ids.root_task_id(job_id) if is_driver else
                                         ids.random_unique_id()[:12] + job_id)
         self.actor_id = None
+        self.default_job_id = None      # an actor's creating job (for threads it starts)
+        self._job_namespaces: dict = {}  # job id -> namespace (workers)
         self.node_id = None
         self.closed = False
         self._store_writer = None
@@ -138,6 +141,23 @@ class CoreWorker(ObjectApi, Submission):
     # -------------------------------------------------------------- context ---
     def task_context(self) -> TaskContext:
         return current_task.get() or self.root_context
+
+    def current_namespace(self) -> str:
+        """The namespace of the job the running code belongs to: the driver's own,
+        or in a worker the namespace of the job that submitted the current task
+        (published by the driver at init), as Ray's tasks and actors inherit it."""
+        if self.is_driver:
+            return self.namespace
+        ctx = current_task.get()
+        job_id = ctx.task_id[12:16] if ctx is not None else self.default_job_id
+        if job_id is None:
+            return self.namespace
+        namespace = self._job_namespaces.get(job_id)
+        if namespace is None:
+            value = self.gcs_call(GcsMethod.KV_GET, JOB_NAMESPACE_KV, job_id)
+            namespace = value.decode() if value else self.namespace
+            self._job_namespaces[job_id] = namespace
+        return namespace
 
     def next_task_id(self) -> bytes:
         ctx = current_task.get() or self.root_context

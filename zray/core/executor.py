@@ -299,6 +299,7 @@ class Executor:
         options = spec.options or {}
         self.actor_id = spec.actor_id
         self.cw.actor_id = spec.actor_id
+        self.cw.default_job_id = spec.job_id
         is_async = options.get("is_async", False)
         max_concurrency = options.get("max_concurrency") or (1000 if is_async else 1)
         self.actor = cls(*args, **kwargs)

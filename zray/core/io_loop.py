@@ -81,7 +81,6 @@ class IoLoop:
     # ----------------------------------------------------------- locking ---
     def acquire(self) -> None:
         """Take the lock to send; a leader blocked in poll is woken to yield."""
-        self._foreground_at = time.monotonic()
         if self.lock.acquire(False):
             return
         with self._contenders_lock:
@@ -170,13 +169,14 @@ class IoLoop:
                     while not predicate():
                         if self._contenders:
                             break
-                        if deadline is None:
-                            wait_ms = 1000
-                        else:
-                            remaining = deadline - time.monotonic()
+                        now = time.monotonic()
+                        # Wake for the next tick too: timers must not wait on a long get.
+                        wait_ms = max(1, int((self._next_tick - now) * 1000) + 1)
+                        if deadline is not None:
+                            remaining = deadline - now
                             if remaining <= 0:
                                 return False
-                            wait_ms = min(1000, max(1, int(remaining * 1000) + 1))
+                            wait_ms = min(wait_ms, max(1, int(remaining * 1000) + 1))
                         self.poll_once(wait_ms)
                         self.maybe_tick()
                         if self._followers:

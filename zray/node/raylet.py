@@ -31,14 +31,14 @@ from ..sockets.messages import GcsMethod
 from ..store import ArenaAllocator, ObjectTable
 from ..store import shm
 from . import resources as res
-from .worker_pool import ACTOR, IDLE, LEASED, STARTING, WorkerPool
+from .worker_pool import ACTOR, EXITING, IDLE, LEASED, STARTING, WorkerPool
 
 log = logging.getLogger("zray.raylet")
 
 REPORT_INTERVAL_S = 0.1
 RECLAIM_INTERVAL_S = 0.05
 TICK_S = 0.05
-IDLE_WORKER_KILL_S = 60.0
+IDLE_WORKER_KILL_S = 1.0     # idle workers beyond num_cpus are ended after this (Ray: 1 s)
 
 
 class LeaseRequest:
@@ -146,6 +146,7 @@ class Raylet:
                     break
                 self._report_resources(now)
                 self._check_clients(now)
+                self._reap_idle_workers(now)
                 if self.lease_queue:
                     # Requests waiting for resources: ask owners again for their idle
                     # leases (an owner busy waiting may only notice its own idle
@@ -237,6 +238,20 @@ class Raylet:
             self.gcs.send(m.encode(m.WorkerDied(self.node_id, client["worker_id"], None,
                                                 f"driver pid {client['pid']} exited")))
         self._schedule()
+
+    def _reap_idle_workers(self, now) -> None:
+        """The pool grows on demand (blocked tasks, actors); shrink it back to
+        num_cpus idle workers once the extra ones have idled a while."""
+        idle = [w for w in self.pool.workers.values() if w.state == IDLE]
+        extra = len(idle) - max(1, int(self.args.num_cpus))
+        if extra <= 0:
+            return
+        idle.sort(key=lambda w: w.idle_since)
+        wall = time.monotonic()
+        for worker in idle[:extra]:
+            if wall - worker.idle_since > IDLE_WORKER_KILL_S:
+                worker.state = EXITING  # not grantable while it exits
+                self.pool.kill(worker, signal.SIGTERM)
 
     def _check_clients(self, now) -> None:
         # Drivers killed without saying goodbye: their leases come back.

@@ -16,7 +16,7 @@ from .. import ids
 
 log = logging.getLogger(__name__)
 
-STARTING, IDLE, LEASED, ACTOR, DEAD = "STARTING", "IDLE", "LEASED", "ACTOR", "DEAD"
+STARTING, IDLE, LEASED, ACTOR, EXITING, DEAD = "STARTING", "IDLE", "LEASED", "ACTOR", "EXITING", "DEAD"
 
 
 class WorkerInfo:

@@ -454,3 +454,19 @@ def test_api_auto_initializes(no_cluster):
 def test_runtime_context_needs_init(no_cluster):
     with pytest.raises(Exception):
         zray.get_runtime_context()
+
+
+def test_wrong_arguments_raise_type_error_at_remote(no_cluster):
+    @zray.remote
+    def two(a, b):
+        return a + b
+
+    @zray.remote
+    class Point:
+        def __init__(self, x, y=0):
+            self.x = x
+
+    with pytest.raises(TypeError, match="two.remote"):
+        two.remote(1)
+    with pytest.raises(TypeError, match="Point.remote"):
+        Point.remote(1, 2, 3)

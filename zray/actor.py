@@ -33,6 +33,17 @@ def exit_actor():
     raise ActorExit()
 
 
+def _constructor_signature(cls):
+    if cls.__init__ is object.__init__:
+        return inspect.Signature()
+    try:
+        signature = inspect.signature(cls.__init__)
+    except (TypeError, ValueError):
+        return None
+    params = list(signature.parameters.values())[1:]   # drop self
+    return signature.replace(parameters=params)
+
+
 def _class_meta(cls) -> dict:
     methods = {}
     is_async = False
@@ -51,6 +62,7 @@ class ActorClass:
         self._cls = cls
         self._options = opts.validate(dict(options), opts.ACTOR_OPTIONS, "actors")
         self._meta = _class_meta(cls)
+        self._init_signature = _constructor_signature(cls)
         self._exported = {}
         self.__name__ = cls.__name__
         self.__doc__ = cls.__doc__
@@ -76,6 +88,8 @@ class ActorClass:
 
     def _remote(self, args, kwargs, options):
         from .api import _auto_init
+        from .remote_function import check_arguments
+        check_arguments(self._init_signature, self._cls.__name__, args, kwargs)
         cw = _auto_init()
         class_id = self._exported.get(id(cw))
         if class_id is None:

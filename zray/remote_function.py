@@ -1,6 +1,8 @@
 """``@zray.remote`` on a function: RemoteFunction with .remote() / .options()."""
 from __future__ import annotations
 
+import inspect
+
 from . import options as opts
 from .core import process_state
 
@@ -14,6 +16,7 @@ class RemoteFunction:
         self.__doc__ = function.__doc__
         self.__name__ = getattr(function, "__name__", self._name)
         self.__wrapped__ = function
+        self._signature = signature_of(function)
 
     def __call__(self, *args, **kwargs):
         raise TypeError(f"Remote functions cannot be called directly. Instead of running "
@@ -38,6 +41,7 @@ class RemoteFunction:
 
     def _remote(self, args, kwargs, options):
         from .api import _auto_init
+        check_arguments(self._signature, self._name, args, kwargs)
         cw = _auto_init()
         function_id = self._exported.get(id(cw))
         if function_id is None:
@@ -58,6 +62,23 @@ class RemoteFunction:
 
     def __reduce__(self):
         return RemoteFunction, (self._function, self._options)
+
+
+def signature_of(function):
+    try:
+        return inspect.signature(function)
+    except (TypeError, ValueError):   # some builtins have none
+        return None
+
+
+def check_arguments(signature, name: str, args, kwargs) -> None:
+    """Ray checks arguments against the signature at .remote(), not at get()."""
+    if signature is None:
+        return
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"{exc} (calling '{name}.remote()')") from None
 
 
 def current_worker():

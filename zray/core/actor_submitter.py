@@ -20,7 +20,7 @@ from .task_submitter import resolve_args
 
 log = logging.getLogger(__name__)
 
-ERROR = ReturnKind.ERROR
+ERROR = int(ReturnKind.ERROR)   # plain ints on the wire: enums pickle slowly
 
 
 class ActorCall:

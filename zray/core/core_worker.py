@@ -38,8 +38,9 @@ from .submission import Submission
 log = logging.getLogger(__name__)
 
 _PENDING = object()
-INLINE, IN_STORE, ERROR, FREED = (ReturnKind.INLINE, ReturnKind.IN_STORE, ReturnKind.ERROR,
-                                  ReturnKind.FREED)
+# Plain ints on the wire: an IntEnum member pickles as a constructor call.
+INLINE, IN_STORE, ERROR, FREED = map(int, (ReturnKind.INLINE, ReturnKind.IN_STORE, ReturnKind.ERROR,
+                                           ReturnKind.FREED))
 RPC_TIMEOUT_S = 30.0
 JOB_NAMESPACE_KV = "job_namespace"   # GCS KV: job id -> the job's namespace (utf-8)
 

@@ -28,9 +28,11 @@ from .task_spec import (ACTOR_CREATION_TASK, ACTOR_TASK, NORMAL_TASK, ArgSlot, T
 
 log = logging.getLogger(__name__)
 
-INLINE, IN_STORE, ERROR = ReturnKind.INLINE, ReturnKind.IN_STORE, ReturnKind.ERROR
+# Plain ints on the wire: an IntEnum member pickles as a constructor call.
+INLINE, IN_STORE, ERROR = map(int, (ReturnKind.INLINE, ReturnKind.IN_STORE, ReturnKind.ERROR))
 _NONE_BLOB = serialization.serialize_inline(None)[0]
 _tuple_new = tuple.__new__
+_OK, _REQUEUE = int(TaskStatus.OK), int(TaskStatus.REQUEUE)
 
 
 def _open_running_marker(cw):
@@ -138,7 +140,7 @@ class Executor:
         keep = deque()
         for identity, spec in self.queue:
             if spec.kind == NORMAL_TASK:
-                self.cw.reply_to(identity, m.TaskReply(spec.task_id, TaskStatus.REQUEUE, [],
+                self.cw.reply_to(identity, m.TaskReply(spec.task_id, _REQUEUE, [],
                                                        self.cw.worker_id))
             else:
                 keep.append((identity, spec))
@@ -211,12 +213,12 @@ class Executor:
         cw = self.cw
         cw.loop.acquire()
         try:
-            cw.reply_to(identity, m.TaskReply(spec.task_id, TaskStatus.OK, returns, cw.worker_id))
+            cw.reply_to(identity, m.TaskReply(spec.task_id, _OK, returns, cw.worker_id))
         finally:
             cw.loop.release()
 
     def _reply_error(self, identity, spec, err) -> None:
-        self.cw.reply_to(identity, m.TaskReply(spec.task_id, TaskStatus.OK,
+        self.cw.reply_to(identity, m.TaskReply(spec.task_id, _OK,
                                                self._error_returns(spec, err), self.cw.worker_id))
 
     # ---------------------------------------------------------- arguments ---

@@ -18,7 +18,8 @@ from .object_ref import ObjectRef
 
 log = logging.getLogger(__name__)
 
-INLINE, IN_STORE, ERROR = ReturnKind.INLINE, ReturnKind.IN_STORE, ReturnKind.ERROR
+# Plain ints on the wire: an IntEnum member pickles as a constructor call.
+INLINE, IN_STORE, ERROR = map(int, (ReturnKind.INLINE, ReturnKind.IN_STORE, ReturnKind.ERROR))
 _loads = serialization.deserialize
 
 

@@ -14,9 +14,9 @@ from collections import deque
 
 from ..sockets.messages import ReturnKind
 
-INLINE = ReturnKind.INLINE
-IN_STORE = ReturnKind.IN_STORE
-ERROR = ReturnKind.ERROR
+INLINE = int(ReturnKind.INLINE)
+IN_STORE = int(ReturnKind.IN_STORE)
+ERROR = int(ReturnKind.ERROR)
 
 
 class Entry:

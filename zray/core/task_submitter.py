@@ -22,7 +22,8 @@ from ..sockets.messages import ReturnKind, TaskStatus
 
 log = logging.getLogger(__name__)
 
-INLINE, IN_STORE, ERROR = ReturnKind.INLINE, ReturnKind.IN_STORE, ReturnKind.ERROR
+# Plain ints on the wire: an IntEnum member pickles as a constructor call.
+INLINE, IN_STORE, ERROR = map(int, (ReturnKind.INLINE, ReturnKind.IN_STORE, ReturnKind.ERROR))
 IDLE_LEASE_S = 0.2
 MAX_LEASE_REQUESTS = 4
 SHORT_TASK_S = 0.002

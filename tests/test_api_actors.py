@@ -651,3 +651,16 @@ def test_running_sync_actor_call_is_not_interrupted(cluster):
     zray.get(signal.send.remote())
     assert zray.get(ref, timeout=30) == "unblocked"
     assert zray.get(c.incr.remote(), timeout=30) == 1
+
+
+def test_infeasible_actor_warns_on_the_driver_and_stays_pending(capfd):
+    @zray.remote(resources={"NoSuchThing": 1})
+    class Impossible:
+        def ping(self):
+            return 1
+
+    actor = Impossible.remote()
+    assert "NoSuchThing" in capfd.readouterr().err
+    ready, _ = zray.wait([actor.ping.remote()], timeout=0.5)
+    assert ready == []
+    zray.kill(actor)

@@ -110,11 +110,13 @@ class ActorClass:
         cw.gcs_call(GcsMethod.KV_PUT, ACTOR_META_NS, actor_id, _dumps(handle_meta), True)
         from .core.core_worker import GcsError
         from .gcs.errors import GcsErrorCode
+        shape = opts.actor_resource_shape(options)
+        _warn_if_infeasible(cw, shape, meta["class_name"])
         try:
             reply = cw.gcs_call(GcsMethod.CREATE_ACTOR, {
                 "actor_id": actor_id, "job_id": cw.job_id, "name": name, "namespace": namespace,
                 "detached": detached, "get_if_exists": bool(options.get("get_if_exists")),
-                "resources": opts.actor_resource_shape(options), "creation_task": tuple(spec),
+                "resources": shape, "creation_task": tuple(spec),
                 "class_name": meta["class_name"],
                 "max_restarts": options.get("max_restarts", 0) or 0})
         except GcsError as exc:
@@ -131,6 +133,29 @@ class ActorClass:
         finally:
             cw.loop.release()
         return ActorHandle(actor_id, handle_meta)
+
+
+_feasible_shapes: set = set()
+
+
+def _warn_if_infeasible(cw, shape: dict, class_name: str) -> None:
+    """Ray warns on the driver when no node could ever host an actor; the
+    creation stays pending (a node that fits may join)."""
+    if not shape:
+        return
+    key = (id(cw), tuple(sorted(shape.items())))
+    if key in _feasible_shapes:
+        return
+    nodes = cw.gcs_call(GcsMethod.GET_ALL_NODES)
+    for node in nodes:
+        total = node.get("resources_total", {})
+        if node.get("state") == "ALIVE" and all(total.get(k, 0) >= v for k, v in shape.items() if v):
+            _feasible_shapes.add(key)
+            return
+    import sys
+    message = (f"zray warning: the actor {class_name} needs {shape}, which no node in the cluster "
+               f"can provide; it stays pending until a node that fits joins.")
+    print(message, file=sys.stderr)
 
 
 def _dumps(obj) -> bytes:

@@ -19,6 +19,8 @@ import threading
 import traceback
 from collections import deque
 
+import zmq
+
 from .. import exceptions, ids, serialization
 from ..sockets import messages as m
 from ..sockets.messages import ReturnKind, TaskStatus
@@ -85,7 +87,10 @@ class Executor:
                 self._pool.submit(self.execute, identity, spec)
                 return
             if self.mode == "async":
-                self._async_loop.call_soon_threadsafe(self._start_async, identity, spec)
+                if threading.get_ident() == self._main_thread:
+                    self._start_async(identity, spec)
+                else:
+                    self._async_loop.call_soon_threadsafe(self._start_async, identity, spec)
                 return
         self.queue.append((identity, spec))
 
@@ -96,7 +101,10 @@ class Executor:
                 self._reply_error(item[0], item[1], exceptions.TaskCancelledError(msg.task_id.hex()))
                 return
         if self.mode == "async":   # a running async call: cancel its asyncio.Task
-            self._async_loop.call_soon_threadsafe(self._cancel_async, msg.task_id)
+            if threading.get_ident() == self._main_thread:
+                self._cancel_async(msg.task_id)
+            else:
+                self._async_loop.call_soon_threadsafe(self._cancel_async, msg.task_id)
             return
         running = self.running
         # Running actor calls are not interrupted (Ray: only async actor calls are).
@@ -153,12 +161,58 @@ class Executor:
     def run_forever(self) -> int:
         loop = self.cw.loop
         while not self.exiting:
+            if self.mode == "async":
+                self._run_event_loop()
+                break
             if not self.queue:
                 loop.wait_until(lambda: self.queue or self.exiting, 1.0)
                 continue
             identity, spec = self.queue.popleft()
             self.execute(identity, spec)
         return self.exit_code
+
+    def _run_event_loop(self) -> None:
+        """An async actor's main thread runs its asyncio loop, which also drives
+        the sockets (readers on every ZMQ_FD): calls start and reply without a
+        thread hand-off.  The IoLoop counts it as a permanent leader, so the
+        background thread stands by."""
+        loop = self._async_loop
+        asyncio.set_event_loop(loop)
+        io = self.cw.loop
+        io._leading += 1
+        watched: dict = {}
+
+        def pump():
+            if io.lock.acquire(False):   # else another thread drives and drains
+                try:
+                    io.drain_all()
+                    io.maybe_tick()
+                finally:
+                    io.release()
+            current = set(io._handlers)
+            for sock in list(watched):
+                if sock not in current:
+                    loop.remove_reader(watched.pop(sock))
+            for sock in current - set(watched):
+                try:
+                    fd = sock.getsockopt(zmq.FD)
+                except zmq.ZMQError:
+                    continue
+                watched[sock] = fd
+                loop.add_reader(fd, pump)
+
+        def periodic():
+            if self.exiting:
+                loop.stop()
+                return
+            pump()
+            loop.call_later(0.05, periodic)
+
+        loop.call_soon(periodic)
+        try:
+            loop.run_forever()
+        finally:
+            io._leading -= 1
 
     def execute(self, identity: bytes, spec: TaskSpec) -> None:
         on_main = threading.get_ident() == self._main_thread
@@ -201,6 +255,9 @@ class Executor:
     def exit_now(self, code: int) -> None:
         self.exiting = True
         self.exit_code = code
+        if self.mode == "async" and threading.get_ident() == self._main_thread:
+            self._async_loop.stop()
+            return
         if threading.get_ident() != self._main_thread:
             self.cw.loop.acquire()
             try:
@@ -214,6 +271,9 @@ class Executor:
         cw.loop.acquire()
         try:
             cw.reply_to(identity, m.TaskReply(spec.task_id, _OK, returns, cw.worker_id))
+            if self.mode == "async" and threading.get_ident() == self._main_thread:
+                # A send can consume the ZMQ_FD edge the loop's readers wait on.
+                cw.loop.drain_all()
         finally:
             cw.loop.release()
 
@@ -317,18 +377,9 @@ class Executor:
         return None
 
     def _start_event_loop(self, max_concurrency: int) -> None:
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        def run():
-            asyncio.set_event_loop(loop)
-            self._async_sem = asyncio.Semaphore(max_concurrency)
-            ready.set()
-            loop.run_forever()
-
-        threading.Thread(target=run, name="zray-async-actor", daemon=True).start()
-        ready.wait(5)
-        self._async_loop = loop
+        """The loop runs on the main thread once the creation task has replied."""
+        self._async_loop = asyncio.new_event_loop()
+        self._async_sem = asyncio.Semaphore(max_concurrency)
 
     def _start_async(self, identity, spec) -> None:
         """On the actor's event loop thread, as is ``_async_tasks``."""

@@ -456,3 +456,14 @@ def test_script_directory_modules_are_importable_by_workers(tmp_path, no_cluster
     proc = subprocess.run([sys.executable, str(app / "main.py")], cwd=str(tmp_path),
                           env=env, capture_output=True, text=True, timeout=50)
     assert "RESULT 42" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_max_calls_retires_the_worker(cluster):
+    @zray.remote(max_calls=2)
+    def pid():
+        return os.getpid()
+
+    pids = [zray.get(pid.remote(), timeout=30) for _ in range(6)]
+    # Each worker runs at most two calls of this function, then exits.
+    assert max(pids.count(p) for p in set(pids)) <= 2
+    assert len(set(pids)) >= 3

@@ -52,8 +52,10 @@ class RemoteFunction:
         key = tuple(sorted(shape.items()))
         max_retries = options.get("max_retries", 3)
         retry_exceptions = options.get("retry_exceptions", False)
+        max_calls = options.get("max_calls")
         refs = cw.submit_task(function_id, self._name, args, kwargs, num_returns, key,
-                              max_retries, retry_exceptions)
+                              max_retries, retry_exceptions,
+                              {"max_calls": max_calls} if max_calls else None)
         if num_returns == 1:
             return refs[0]
         if num_returns == 0:

@@ -69,6 +69,7 @@ class Executor:
         self._async_loop = None
         self._async_sem = None
         self._async_tasks: dict = {}         # task_id -> asyncio.Task (event loop thread)
+        self._calls: dict = {}               # function_id -> calls run (for max_calls)
         self._main_thread = threading.get_ident()
         # A cancel that arrives while the main-thread task waits inside zray (get /
         # wait, or any call whose loop handles the CancelTask) is flagged here and
@@ -249,8 +250,18 @@ class Executor:
             if on_main:
                 self.running = None
         self._reply(identity, spec, returns)
+        if spec.kind == NORMAL_TASK and spec.options and self._reached_max_calls(spec):
+            exiting = True   # max_calls: this worker retires (Ray frees leaked state this way)
         if exiting:
             self.exit_now(0)
+
+    def _reached_max_calls(self, spec) -> bool:
+        max_calls = spec.options.get("max_calls")
+        if not max_calls:
+            return False
+        count = self._calls.get(spec.function_id, 0) + 1
+        self._calls[spec.function_id] = count
+        return count >= max_calls
 
     def exit_now(self, code: int) -> None:
         self.exiting = True

@@ -59,7 +59,8 @@ class Submission:
 
     # ------------------------------------------------------- normal tasks ---
     def submit_task(self, function_id: bytes, function_name: str, args, kwargs, num_returns: int,
-                    resources_key: tuple, max_retries: int, retry_exceptions):
+                    resources_key: tuple, max_retries: int, retry_exceptions,
+                    task_options: dict | None = None):
         args_blob, deps = self.encode_args(args, kwargs, function_name)
         self.loop.acquire()
         try:
@@ -72,7 +73,7 @@ class Submission:
                 add_owned(object_id, self.address)
             spec = TaskSpec(task_id, ctx.task_id[12:16], NORMAL_TASK, function_id, function_name,
                             args_blob, None, num_returns, self.worker_id, self.endpoint, None, None,
-                            0, None, ctx.task_id)
+                            0, task_options, ctx.task_id)
             self.tasks.submit(PendingTask(spec, return_ids, self._dep_entries(deps), max_retries,
                                           retry_exceptions, resources_key))
         finally:

@@ -237,14 +237,8 @@ class Executor:
                 else:
                     result = self._create_actor(spec)
                 returns = self._pack_returns(spec, result)
-            except ActorExit:
-                exiting = True
-                returns = self._error_returns(spec, exceptions.ActorDiedError(
-                    error_msg="The actor exited intentionally via exit_actor()."))
-            except exceptions.TaskCancelledError:
-                returns = self._error_returns(spec, exceptions.TaskCancelledError(spec.task_id.hex()))
-            except Exception as exc:
-                returns = self._error_returns(spec, self._task_error(spec, exc))
+            except (ActorExit, Exception) as exc:
+                returns, exiting = self._returns_for_exception(spec, exc)
         finally:
             current_task.reset(token)
             if on_main:
@@ -254,6 +248,16 @@ class Executor:
             exiting = True   # max_calls: this worker retires (Ray frees leaked state this way)
         if exiting:
             self.exit_now(0)
+
+    def _returns_for_exception(self, spec, exc) -> tuple:
+        """(returns, exiting) for the exception that ended a call (inside except)."""
+        if isinstance(exc, (ActorExit, exceptions.AsyncioActorExit)):
+            return self._error_returns(spec, exceptions.ActorDiedError(
+                error_msg="The actor exited intentionally via exit_actor().")), True
+        if isinstance(exc, (exceptions.TaskCancelledError, asyncio.CancelledError)):
+            return self._error_returns(
+                spec, exceptions.TaskCancelledError(spec.task_id.hex())), False
+        return self._error_returns(spec, self._task_error(spec, exc)), False
 
     def _reached_max_calls(self, spec) -> bool:
         max_calls = spec.options.get("max_calls")
@@ -426,14 +430,8 @@ class Executor:
             if inspect.isawaitable(result):
                 result = await result
             returns = self._pack_returns(spec, result)
-        except (ActorExit, exceptions.AsyncioActorExit):
-            exiting = True
-            returns = self._error_returns(spec, exceptions.ActorDiedError(
-                error_msg="The actor exited intentionally via exit_actor()."))
-        except asyncio.CancelledError:
-            returns = self._error_returns(spec, exceptions.TaskCancelledError(spec.task_id.hex()))
-        except Exception as exc:
-            returns = self._error_returns(spec, self._task_error(spec, exc))
+        except (ActorExit, asyncio.CancelledError, Exception) as exc:
+            returns, exiting = self._returns_for_exception(spec, exc)
         finally:
             current_task.reset(token)
         self._reply(identity, spec, returns)

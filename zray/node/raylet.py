@@ -31,6 +31,7 @@ from ..sockets.messages import GcsMethod
 from ..store import ArenaAllocator, ObjectTable
 from ..store import shm
 from . import resources as res
+from .store_handlers import StoreHandlers
 from .worker_pool import ACTOR, EXITING, IDLE, LEASED, STARTING, WorkerPool
 
 log = logging.getLogger("zray.raylet")
@@ -65,7 +66,7 @@ class Lease:
         self.cpu_released = False
 
 
-class Raylet:
+class Raylet(StoreHandlers):
     def __init__(self, args):
         self.args = args
         self.session_dir = args.session_dir
@@ -399,60 +400,6 @@ class Raylet:
         self.gcs.send(m.encode(m.WorkerDied(self.node_id, info.worker_id, info.actor_id, message)))
         self._schedule()
 
-    # -------------------------------------------------------------- objects ---
-    def on_create_object(self, identity, msg) -> None:
-        try:
-            offset = self.store.create(msg.object_id, msg.size)
-        except Exception as exc:
-            self.send(identity, m.CreateObjectReply(msg.request_id, -1, 1, str(exc)))
-            return
-        if offset is None:
-            stats = self.store.stats()
-            self.send(identity, m.CreateObjectReply(msg.request_id, -1, 8, (
-                f"object store is full: cannot allocate {msg.size} bytes (capacity "
-                f"{stats['capacity']}, used {stats['used_bytes']}, largest free block "
-                f"{stats['largest_free_block']})")))
-            return
-        self.send(identity, m.CreateObjectReply(msg.request_id, offset, 0, ""))
-
-    def on_seal_object(self, identity, msg) -> None:
-        try:
-            self.store.seal(msg.object_id)
-        except Exception as exc:
-            log.warning("seal of %s failed: %s", msg.object_id.hex(), exc)
-
-    def on_get_object(self, identity, msg) -> None:
-        pinned = self.store.pin_reader(msg.object_id)
-        if pinned is None:
-            self.send(identity, m.GetObjectLocalReply(msg.request_id, msg.object_id, -1, 0))
-            return
-        client = self.clients.get(identity)
-        if client is not None:
-            pins = client["pins"]
-            pins[msg.object_id] = pins.get(msg.object_id, 0) + 1
-        offset, size = pinned
-        self.send(identity, m.GetObjectLocalReply(msg.request_id, msg.object_id, offset, size))
-
-    def on_release_object(self, identity, msg) -> None:
-        client = self.clients.get(identity)
-        if client is not None:
-            pins = client["pins"]
-            count = pins.get(msg.object_id, 0)
-            if count <= 0:
-                return
-            if count == 1:
-                del pins[msg.object_id]
-            else:
-                pins[msg.object_id] = count - 1
-        try:
-            self.store.release_reader(msg.object_id)
-        except Exception as exc:
-            log.warning("release of %s failed: %s", msg.object_id.hex(), exc)
-
-    def on_free_objects(self, identity, msg) -> None:
-        for object_id in msg.object_ids:
-            self.store.delete(object_id)
-
     def on_node_stats(self, identity, msg) -> None:
         stats = dict(self.store.stats())
         stats.update({
@@ -472,11 +419,11 @@ class Raylet:
         m.NotifyBlocked: on_blocked,
         m.NotifyUnblocked: on_unblocked,
         m.KillWorker: on_kill_worker,
-        m.CreateObject: on_create_object,
-        m.SealObject: on_seal_object,
-        m.GetObjectLocal: on_get_object,
-        m.ReleaseObject: on_release_object,
-        m.FreeObjects: on_free_objects,
+        m.CreateObject: StoreHandlers.on_create_object,
+        m.SealObject: StoreHandlers.on_seal_object,
+        m.GetObjectLocal: StoreHandlers.on_get_object,
+        m.ReleaseObject: StoreHandlers.on_release_object,
+        m.FreeObjects: StoreHandlers.on_free_objects,
         m.GetNodeStats: on_node_stats,
     }
 

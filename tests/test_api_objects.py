@@ -346,10 +346,6 @@ def test_store_reuse_many_rounds(cluster):
         wait_store_empty()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "borrower tracking is not implemented: a ref serialized inside a task argument or "
-    "an object is marked escaped and stays pinned for the job (core/submission.py "
-    "mark_escaped), so its store memory is never freed"))
 def test_refs_passed_inside_containers_are_freed(cluster):
     @zray.remote
     def total(refs):

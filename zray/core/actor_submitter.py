@@ -24,12 +24,13 @@ ERROR = int(ReturnKind.ERROR)   # plain ints on the wire: enums pickle slowly
 
 
 class ActorCall:
-    __slots__ = ("spec", "return_ids", "deps", "unresolved", "cancelled", "retries_left")
+    __slots__ = ("spec", "return_ids", "deps", "unresolved", "cancelled", "retries_left", "nested")
 
-    def __init__(self, spec, return_ids, deps, retries_left=0):
+    def __init__(self, spec, return_ids, deps, retries_left=0, nested=()):
         self.spec = spec
         self.return_ids = return_ids
         self.deps = deps
+        self.nested = nested       # owned object ids nested inside the arguments
         self.unresolved = 0
         self.cancelled = False
         self.retries_left = retries_left   # max_task_retries: resend after a restart
@@ -212,6 +213,8 @@ class ActorSubmitter:
             cw.set_object_ready(object_id, kind, data)
         for object_id, _ in call.deps:
             cw.refs.remove_task_ref(object_id)
+        for object_id in call.nested:
+            cw.refs.remove_task_ref(object_id)
 
     # ------------------------------------------------------------ replies ---
     def on_task_reply(self, msg) -> bool:
@@ -220,6 +223,8 @@ class ActorSubmitter:
             return False
         call = st.in_flight.pop(msg.task_id, None)
         if call is not None:
+            if msg.borrowed:   # before the call's own references go
+                self.cw.add_borrowers(msg.borrowed, msg.worker_id)
             self._finish(call, msg.returns)
         if st.out_of_scope and not st.in_flight and not st.queue:
             self._send_out_of_scope(st)

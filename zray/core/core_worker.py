@@ -14,7 +14,6 @@ Sockets:
 """
 from __future__ import annotations
 
-import contextvars
 from collections import deque
 import itertools
 import logging
@@ -44,15 +43,16 @@ INLINE, IN_STORE, ERROR, FREED = map(int, (ReturnKind.INLINE, ReturnKind.IN_STOR
 RPC_TIMEOUT_S = 30.0
 JOB_NAMESPACE_KV = "job_namespace"   # GCS KV: job id -> the job's namespace (utf-8)
 
-current_task = contextvars.ContextVar("zray_current_task", default=None)
+from .process_state import current_task  # noqa: E402  (re-exported for the executor)
 
 
 class TaskContext:
     """What runs now in this thread / asyncio task (for ids and runtime context)."""
-    __slots__ = ("task_id", "children", "puts", "function_name", "actor_id")
+    __slots__ = ("task_id", "children", "puts", "function_name", "actor_id", "received")
 
-    def __init__(self, task_id, function_name="", actor_id=None):
+    def __init__(self, task_id, function_name="", actor_id=None, received=None):
         self.task_id = task_id
+        self.received = received      # [(object id, owner)] refs unpickled while it runs
         self.children = 0
         self.puts = 0
         self.function_name = function_name
@@ -87,7 +87,7 @@ class CoreWorker(ObjectApi, Submission):
         self._peers: dict = {}          # endpoint -> DEALER
         self._future_executor = None
         self._status_requests: dict = {}   # request id -> borrowed object id
-        self._watched_owners: set = set()
+        self._watched_workers: set = set()
         self._dead_owners: dict = {}       # owner worker id -> death message
 
         self.router = transport.router()
@@ -273,7 +273,7 @@ class CoreWorker(ObjectApi, Submission):
         if type(msg) is m.ActorChanged:
             self.actors.on_actor_changed(msg)
         elif type(msg) is m.WorkerDied:
-            self._owner_died(msg.worker_id, msg.message)
+            self._worker_died(msg.worker_id, msg.message)
 
     def _on_peer(self, frame) -> None:
         msg = _decode(frame)
@@ -307,6 +307,8 @@ class CoreWorker(ObjectApi, Submission):
                 self.executor.on_cancel(identity, msg)
         elif kind is m.GetObjectStatus:
             self._serve_object_status(identity, msg)
+        elif kind is m.RemoveBorrower:
+            self.refs.remove_borrower(msg.object_id, msg.worker_id)
         else:
             log.warning("unexpected router message %s", kind.__name__)
 
@@ -340,23 +342,35 @@ class CoreWorker(ObjectApi, Submission):
         if owner_id in self._dead_owners:
             self._fail_owner_died(object_id, entry, self._dead_owners[owner_id])
             return
-        if owner_id not in self._watched_owners and owner_id != self.worker_id:
-            self._watch_owner(owner_id)
+        if owner_id not in self._watched_workers and owner_id != self.worker_id:
+            self._watch_worker(owner_id)
         entry.fetching = True
         rid = self._new_request(lambda reply: None)
         self._status_requests[rid] = object_id
         self.peer(entry.owner[1]).send(m.encode(m.GetObjectStatus(rid, object_id)))
 
-    def _watch_owner(self, owner_id: bytes) -> None:
-        """Learn when an owner we borrow from dies (GCS topic W<id>, plus one
-        query for a death that happened before we subscribed)."""
-        self._watched_owners.add(owner_id)
-        self.gcs_sub.setsockopt(zmq.SUBSCRIBE, m.worker_topic(owner_id))
+    def _watch_worker(self, worker_id: bytes) -> None:
+        """Learn when an owner we borrow from, or a borrower of ours, dies (GCS
+        topic W<id>, plus one query for a death before we subscribed)."""
+        self._watched_workers.add(worker_id)
+        self.gcs_sub.setsockopt(zmq.SUBSCRIBE, m.worker_topic(worker_id))
 
         def on_reply(reply):
             if reply.ok and reply.payload:
-                self._owner_died(owner_id, reply.payload)
-        self.gcs_call_async(GcsMethod.GET_WORKER_DEATH, (owner_id,), on_reply)
+                self._worker_died(worker_id, reply.payload)
+        self.gcs_call_async(GcsMethod.GET_WORKER_DEATH, (worker_id,), on_reply)
+
+    def _worker_died(self, worker_id: bytes, message: str) -> None:
+        self._owner_died(worker_id, message)
+        self.refs.borrower_died(worker_id)
+
+    def add_borrowers(self, object_ids, worker_id: bytes) -> None:
+        """A task reply says ``worker_id`` still holds these objects of ours
+        (lock held; before the task's own references are released)."""
+        for object_id in object_ids:
+            self.refs.add_borrower(object_id, worker_id)
+        if object_ids and worker_id not in self._watched_workers:
+            self._watch_worker(worker_id)
 
     def _owner_died(self, owner_id: bytes, message: str) -> None:
         if owner_id in self._dead_owners:
@@ -426,6 +440,11 @@ class CoreWorker(ObjectApi, Submission):
         """Apply queued ref-count changes and send store frees (lock held)."""
         self.refs.apply_ref_ops()
         self.actors.apply_handle_ops()
+        for object_id, owner in self.refs.take_borrower_releases():
+            try:
+                self.peer(owner[1]).send(m.encode(m.RemoveBorrower(object_id, self.worker_id)))
+            except zmq.ZMQError as exc:
+                log.warning("could not release borrowed %s: %s", object_id.hex(), exc)
         freed = self.refs.take_freed_store_objects()
         if freed:
             self.raylet.send(m.encode(m.FreeObjects(freed)))

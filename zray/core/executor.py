@@ -222,32 +222,62 @@ class Executor:
             self.cancel_requested = None
             if spec.kind == NORMAL_TASK and self._marker is not None:
                 self._marker[:16] = spec.task_id
-        token = current_task.set(TaskContext(spec.task_id, spec.function_name, spec.actor_id))
-        exiting = False
+        ctx = TaskContext(spec.task_id, spec.function_name, spec.actor_id, received=[])
+        token = current_task.set(ctx)
         try:
-            try:
-                if spec.kind == ACTOR_TASK:
-                    method = getattr(self.actor, spec.method_name)
-                    args, kwargs = self._args(spec)
-                    result = method(*args, **kwargs)
-                elif spec.kind == NORMAL_TASK:
-                    function = self.cw.functions.load(spec.function_id)
-                    args, kwargs = self._args(spec)
-                    result = function(*args, **kwargs)
-                else:
-                    result = self._create_actor(spec)
-                returns = self._pack_returns(spec, result)
-            except (ActorExit, Exception) as exc:
-                returns, exiting = self._returns_for_exception(spec, exc)
+            returns, exiting = self._invoke(spec)   # its locals (args, result) are gone after
         finally:
             current_task.reset(token)
             if on_main:
                 self.running = None
-        self._reply(identity, spec, returns)
+        borrowed = self._still_borrowed(ctx, spec) if ctx.received else ()
+        self._reply(identity, spec, returns, borrowed)
         if spec.kind == NORMAL_TASK and spec.options and self._reached_max_calls(spec):
             exiting = True   # max_calls: this worker retires (Ray frees leaked state this way)
         if exiting:
             self.exit_now(0)
+
+    def _invoke(self, spec: TaskSpec) -> tuple:
+        """(returns, exiting) of running one task or actor call."""
+        try:
+            if spec.kind == ACTOR_TASK:
+                method = getattr(self.actor, spec.method_name)
+                args, kwargs = self._args(spec)
+                result = method(*args, **kwargs)
+            elif spec.kind == NORMAL_TASK:
+                function = self.cw.functions.load(spec.function_id)
+                args, kwargs = self._args(spec)
+                result = function(*args, **kwargs)
+            else:
+                result = self._create_actor(spec)
+            return self._pack_returns(spec, result), False
+        except (ActorExit, Exception) as exc:
+            return self._returns_for_exception(spec, exc)
+
+    def _still_borrowed(self, ctx, spec) -> list:
+        """Objects of the caller's that this process still holds after the
+        call (kept in actor state, globals, or passed on): the caller counts
+        us as a borrower until we send RemoveBorrower.  Reported once per
+        entry, so the owner's count matches our single release."""
+        cw = self.cw
+        caller = spec.owner_id
+        borrowed = []
+        cw.loop.acquire()
+        try:
+            cw.refs.apply_ref_ops()
+            objects = cw.refs.objects
+            for object_id, owner in ctx.received:
+                if owner[0] != caller:
+                    continue
+                entry = objects.get(object_id)
+                if entry is None or entry.owned or entry.reported:
+                    continue
+                if entry.refs > 0 or entry.escaped:
+                    entry.reported = True
+                    borrowed.append(object_id)
+        finally:
+            cw.loop.release()
+        return borrowed
 
     def _returns_for_exception(self, spec, exc) -> tuple:
         """(returns, exiting) for the exception that ended a call (inside except)."""
@@ -281,11 +311,11 @@ class Executor:
                 self.cw.loop.release()
             os._exit(code)
 
-    def _reply(self, identity, spec, returns) -> None:
+    def _reply(self, identity, spec, returns, borrowed=()) -> None:
         cw = self.cw
         cw.loop.acquire()
         try:
-            cw.reply_to(identity, m.TaskReply(spec.task_id, _OK, returns, cw.worker_id))
+            cw.reply_to(identity, m.TaskReply(spec.task_id, _OK, returns, cw.worker_id, borrowed))
             if self.mode == "async" and threading.get_ident() == self._main_thread:
                 # A send can consume the ZMQ_FD edge the loop's readers wait on.
                 cw.loop.drain_all()
@@ -421,19 +451,24 @@ class Executor:
             self._async_sem.release()
 
     async def _run_async_call(self, identity, spec) -> None:
-        token = current_task.set(TaskContext(spec.task_id, spec.function_name, spec.actor_id))
-        exiting = False
+        ctx = TaskContext(spec.task_id, spec.function_name, spec.actor_id, received=[])
+        token = current_task.set(ctx)
+        try:
+            returns, exiting = await self._invoke_async(spec)
+        finally:
+            current_task.reset(token)
+        borrowed = self._still_borrowed(ctx, spec) if ctx.received else ()
+        self._reply(identity, spec, returns, borrowed)
+        if exiting:
+            self.exit_now(0)
+
+    async def _invoke_async(self, spec) -> tuple:
         try:
             method = getattr(self.actor, spec.method_name)
             args, kwargs = self._args(spec)
             result = method(*args, **kwargs)
             if inspect.isawaitable(result):
                 result = await result
-            returns = self._pack_returns(spec, result)
+            return self._pack_returns(spec, result), False
         except (ActorExit, asyncio.CancelledError, Exception) as exc:
-            returns, exiting = self._returns_for_exception(spec, exc)
-        finally:
-            current_task.reset(token)
-        self._reply(identity, spec, returns)
-        if exiting:
-            self.exit_now(0)
+            return self._returns_for_exception(spec, exc)

@@ -12,8 +12,15 @@ from .. import serialization
 from . import process_state
 
 
+_current_task = process_state.current_task
+
+
 def _rebuild_ref(object_id: bytes, owner: tuple):
-    """Unpickling a ref (in a task arg or inside an object) makes a borrower."""
+    """Unpickling a ref (in a task arg or inside an object) makes a borrower;
+    the running task notes it so its reply can tell the owner what it kept."""
+    ctx = _current_task.get()
+    if ctx is not None and ctx.received is not None:
+        ctx.received.append((object_id, owner))
     return ObjectRef(object_id, owner)
 
 

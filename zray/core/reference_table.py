@@ -21,7 +21,8 @@ ERROR = int(ReturnKind.ERROR)
 
 class Entry:
     __slots__ = ("owned", "refs", "task_refs", "ready", "kind", "data", "escaped",
-                 "callbacks", "owner", "contained", "fetching", "pinned_reason")
+                 "callbacks", "owner", "contained", "fetching", "pinned_reason", "borrowers",
+                 "reported")
 
     def __init__(self, owned: bool, owner, refs: int = 0):
         self.owned = owned
@@ -36,6 +37,8 @@ class Entry:
         self.contained = None         # ObjectRefs kept alive by this object's value
         self.fetching = False         # borrowed: a status request is out
         self.pinned_reason = None     # e.g. "captured" for refs in a function definition
+        self.borrowers = None         # owned: {worker_id: count} of workers still holding it
+        self.reported = False         # borrowed: our owner counts us as a borrower
 
 
 class ReferenceTable:
@@ -43,6 +46,7 @@ class ReferenceTable:
         self.objects: dict = {}
         self.ref_ops: deque = deque()   # (object_id, owner, +1/-1), appended from any thread
         self.freed_store_objects: list = []   # owned IN_STORE objects to delete in stores
+        self.borrower_releases: list = []     # (object_id, owner): tell the owner we let go
 
     def add_owned(self, object_id: bytes, owner) -> Entry:
         entry = Entry(True, owner, refs=1)
@@ -107,11 +111,60 @@ class ReferenceTable:
 
     def _maybe_free(self, object_id: bytes, entry: Entry) -> None:
         if entry.owned:
-            if not entry.ready or entry.escaped or entry.pinned_reason or entry.callbacks:
+            if (not entry.ready or entry.escaped or entry.pinned_reason or entry.callbacks
+                    or entry.borrowers):
                 return
             if entry.kind == IN_STORE:
                 self.freed_store_objects.append(object_id)
+        elif entry.escaped:
+            return   # passed on to another process: stays a (permanent) borrower
+        elif entry.reported:
+            self.borrower_releases.append((object_id, entry.owner))
         del self.objects[object_id]
+
+    # ----------------------------------------------------------- borrowers ---
+    def add_borrower(self, object_id: bytes, worker_id: bytes) -> None:
+        entry = self.objects.get(object_id)
+        if entry is None or not entry.owned:
+            return
+        self._count_borrower(entry, worker_id, 1)
+
+    def remove_borrower(self, object_id: bytes, worker_id: bytes) -> None:
+        entry = self.objects.get(object_id)
+        if entry is None or not entry.owned:
+            return
+        # A removal can overtake the reply that added the borrower (different
+        # connections): counts may go negative and still block freeing.
+        self._count_borrower(entry, worker_id, -1)
+        self._free_if_unused(object_id, entry)
+
+    def borrower_died(self, worker_id: bytes) -> None:
+        for object_id, entry in list(self.objects.items()):
+            if entry.borrowers and worker_id in entry.borrowers:
+                del entry.borrowers[worker_id]
+                self._free_if_unused(object_id, entry)
+
+    @staticmethod
+    def _count_borrower(entry: Entry, worker_id: bytes, delta: int) -> None:
+        borrowers = entry.borrowers
+        if borrowers is None:
+            borrowers = entry.borrowers = {}
+        count = borrowers.get(worker_id, 0) + delta
+        if count:
+            borrowers[worker_id] = count
+        else:
+            borrowers.pop(worker_id, None)
+
+    def _free_if_unused(self, object_id: bytes, entry: Entry) -> None:
+        if entry.refs <= 0 and entry.task_refs <= 0 and not entry.borrowers:
+            self.apply_ref_ops()
+            if entry.refs <= 0 and entry.task_refs <= 0 and object_id in self.objects:
+                self._maybe_free(object_id, entry)
+
+    def take_borrower_releases(self) -> list:
+        releases = self.borrower_releases
+        self.borrower_releases = []
+        return releases
 
     def take_freed_store_objects(self) -> list:
         freed = self.freed_store_objects

@@ -17,7 +17,7 @@ from .task_submitter import PendingTask
 
 class Submission:
     def encode_args(self, args, kwargs, function_name: str):
-        """(args_blob, [ObjectRef deps]) for a call."""
+        """(args_blob, [top-level ObjectRef deps], [ObjectRefs nested inside])."""
         deps: list = []
         if _has_top_level_ref(args, kwargs):
             args = [_slot(a, deps) for a in args]
@@ -31,9 +31,21 @@ class Submission:
             args = [self._put_if_large(a, deps) for a in args]
             kwargs = {k: self._put_if_large(v, deps) for k, v in kwargs.items()} if kwargs else kwargs
             blob, contained = serialization.serialize_inline((args, kwargs))
-        if contained:
-            self.mark_escaped(contained)
-        return blob, deps
+        return blob, deps, contained
+
+    def _hold_nested(self, contained) -> list:
+        """Refs nested in a task's arguments (lock held): our own ones count as
+        used by the task until its reply, which says whether the worker kept
+        them (then it is a borrower); borrowed ones passed on stay pinned."""
+        nested = []
+        for ref in contained:
+            entry = self.refs.entry_for_ref(ref._id, ref._owner)
+            if entry.owned:
+                self.refs.add_task_ref(entry)
+                nested.append(ref._id)
+            else:
+                entry.escaped = True
+        return nested
 
     def _put_if_large(self, value, deps):
         if isinstance(value, ArgSlot):
@@ -61,9 +73,10 @@ class Submission:
     def submit_task(self, function_id: bytes, function_name: str, args, kwargs, num_returns: int,
                     resources_key: tuple, max_retries: int, retry_exceptions,
                     task_options: dict | None = None):
-        args_blob, deps = self.encode_args(args, kwargs, function_name)
+        args_blob, deps, contained = self.encode_args(args, kwargs, function_name)
         self.loop.acquire()
         try:
+            nested = self._hold_nested(contained) if contained else ()
             ctx = self.task_context()
             ctx.children += 1
             task_id = ids.child_task_id(ctx.task_id, ctx.children)
@@ -75,7 +88,7 @@ class Submission:
                             args_blob, None, num_returns, self.worker_id, self.endpoint, None, None,
                             0, task_options, ctx.task_id)
             self.tasks.submit(PendingTask(spec, return_ids, self._dep_entries(deps), max_retries,
-                                          retry_exceptions, resources_key))
+                                          retry_exceptions, resources_key, nested))
         finally:
             self.loop.release()
         address = self.address
@@ -84,9 +97,10 @@ class Submission:
     # -------------------------------------------------------- actor tasks ---
     def submit_actor_task(self, actor_id: bytes, method_name: str, args, kwargs, num_returns: int,
                           max_task_retries: int = 0):
-        args_blob, deps = self.encode_args(args, kwargs, method_name)
+        args_blob, deps, contained = self.encode_args(args, kwargs, method_name)
         self.loop.acquire()
         try:
+            nested = self._hold_nested(contained) if contained else ()
             ctx = self.task_context()
             ctx.children += 1
             task_id = ids.child_task_id(ctx.task_id, ctx.children)
@@ -99,7 +113,8 @@ class Submission:
             spec = TaskSpec(task_id, ctx.task_id[12:16], ACTOR_TASK, b"", method_name, args_blob,
                             None, num_returns, self.worker_id, self.endpoint, actor_id, method_name,
                             st.seq, None, ctx.task_id)
-            self.actors.submit(ActorCall(spec, return_ids, self._dep_entries(deps), max_task_retries))
+            self.actors.submit(ActorCall(spec, return_ids, self._dep_entries(deps), max_task_retries,
+                                         nested))
         finally:
             self.loop.release()
         address = self.address
@@ -108,7 +123,9 @@ class Submission:
     def build_actor_creation_spec(self, actor_id: bytes, class_id: bytes, class_name: str,
                                   args, kwargs, options: dict) -> TaskSpec:
         """Creation spec with arguments already resolved (waits for ref args)."""
-        args_blob, deps = self.encode_args(args, kwargs, class_name)
+        args_blob, deps, contained = self.encode_args(args, kwargs, class_name)
+        if contained:
+            self.mark_escaped(contained)   # the creation reply goes to the GCS, not to us
         resolved = None
         if deps:
             self.get(deps)  # raises the dependency's error if it failed

@@ -32,12 +32,13 @@ PIPELINE_DEPTH = 16
 
 class PendingTask:
     __slots__ = ("spec", "return_ids", "deps", "unresolved", "retries_left", "retry_exceptions",
-                 "key", "cancelled", "sent_at", "depth_at_send", "force_cancelled")
+                 "key", "cancelled", "sent_at", "depth_at_send", "force_cancelled", "nested")
 
-    def __init__(self, spec, return_ids, deps, retries_left, retry_exceptions, key):
+    def __init__(self, spec, return_ids, deps, retries_left, retry_exceptions, key, nested=()):
         self.spec = spec
         self.return_ids = return_ids
         self.deps = deps                    # [(object_id, entry)]
+        self.nested = nested                # owned object ids nested inside the arguments
         self.unresolved = 0
         self.retries_left = retries_left
         self.retry_exceptions = retry_exceptions
@@ -274,6 +275,8 @@ class TaskSubmitter:
             kq.task_time = 0.7 * kq.task_time + 0.3 * elapsed
             if not (task.retry_exceptions and task.retries_left != 0
                     and self._should_retry(task, msg.returns)):
+                if msg.borrowed:   # before the task's own references go
+                    self.cw.add_borrowers(msg.borrowed, msg.worker_id)
                 self._finish(task, msg.returns)
             else:
                 task.retries_left -= 1
@@ -306,6 +309,8 @@ class TaskSubmitter:
         for object_id, (kind, data) in zip(task.return_ids, returns):
             cw.set_object_ready(object_id, kind, data)
         for object_id, _ in task.deps:
+            cw.refs.remove_task_ref(object_id)
+        for object_id in task.nested:
             cw.refs.remove_task_ref(object_id)
 
     # ------------------------------------------------------------- cancel ---

@@ -64,6 +64,7 @@ class MsgType(enum.IntEnum):
     CANCEL_TASK = 42
     GET_OBJECT_STATUS = 43
     OBJECT_STATUS_REPLY = 44
+    REMOVE_BORROWER = 45
     # anyone <-> GCS
     GCS_REQUEST = 60
     GCS_REPLY = 61
@@ -249,6 +250,13 @@ class TaskReply(NamedTuple):
     status: int          # TaskStatus
     returns: list        # [(ReturnKind, data)] one per return value
     worker_id: bytes
+    borrowed: tuple = ()  # object ids of the caller's that the worker still holds
+
+
+class RemoveBorrower(NamedTuple):
+    """Borrower -> owner: this worker no longer holds the object."""
+    object_id: bytes
+    worker_id: bytes
 
 
 class CancelTask(NamedTuple):
@@ -341,6 +349,7 @@ _CLASSES = {
     MsgType.CANCEL_TASK: CancelTask,
     MsgType.GET_OBJECT_STATUS: GetObjectStatus,
     MsgType.OBJECT_STATUS_REPLY: ObjectStatusReply,
+    MsgType.REMOVE_BORROWER: RemoveBorrower,
     MsgType.GCS_REQUEST: GcsRequest,
     MsgType.GCS_REPLY: GcsReply,
     MsgType.REPORT_RESOURCES: ReportResources,

@@ -6,13 +6,11 @@ import asyncio
 import gc
 import os
 import threading
-import time
 
 import pytest
 
 import zray
 from zray import exceptions
-from zray.util import ActorPool
 from conftest import Signal, wait_for
 
 CLUSTER = dict(num_cpus=2, resources={"slot": 1})

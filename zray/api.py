@@ -6,7 +6,6 @@ import logging
 import os
 import threading
 
-from . import exceptions
 from .actor import ActorClass, ActorHandle, get_handle
 from .core import process_state
 from .core.object_ref import ObjectRef

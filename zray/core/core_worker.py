@@ -18,8 +18,6 @@ from collections import deque
 import itertools
 import logging
 import os
-import threading
-import time
 
 import zmq
 
@@ -28,7 +26,6 @@ from ..sockets import messages as m
 from ..sockets import transport
 from ..sockets.messages import GcsMethod, ReturnKind
 from .io_loop import IoLoop
-from .object_ref import ObjectRef
 from .reference_table import ReferenceTable
 from .function_manager import FunctionManager
 from .object_api import ObjectApi

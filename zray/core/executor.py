@@ -25,7 +25,7 @@ from .. import exceptions, ids, serialization
 from ..sockets import messages as m
 from ..sockets.messages import ReturnKind, TaskStatus
 from .core_worker import TaskContext, current_task
-from .task_spec import (ACTOR_CREATION_TASK, ACTOR_TASK, NORMAL_TASK, ArgSlot, TaskSpec,
+from .task_spec import (ACTOR_TASK, NORMAL_TASK, ArgSlot, TaskSpec,
                         running_marker_path)
 
 log = logging.getLogger(__name__)

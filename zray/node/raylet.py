@@ -32,7 +32,7 @@ from ..store import ArenaAllocator, ObjectTable
 from ..store import shm
 from . import resources as res
 from .store_handlers import StoreHandlers
-from .worker_pool import ACTOR, EXITING, IDLE, LEASED, STARTING, WorkerPool
+from .worker_pool import ACTOR, EXITING, IDLE, LEASED, WorkerPool
 
 log = logging.getLogger("zray.raylet")
 

@@ -29,6 +29,7 @@ from .io_loop import IoLoop
 from .reference_table import ReferenceTable
 from .function_manager import FunctionManager
 from .object_api import ObjectApi
+from .process_state import current_task  # noqa: F401  (the executor imports it from here)
 from .submission import Submission
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,6 @@ INLINE, IN_STORE, ERROR, FREED = map(int, (ReturnKind.INLINE, ReturnKind.IN_STOR
                                            ReturnKind.FREED))
 RPC_TIMEOUT_S = 30.0
 JOB_NAMESPACE_KV = "job_namespace"   # GCS KV: job id -> the job's namespace (utf-8)
-
-from .process_state import current_task  # noqa: E402  (re-exported for the executor)
 
 
 class TaskContext:

@@ -70,6 +70,7 @@ class Executor:
         self._async_sem = None
         self._async_tasks: dict = {}         # task_id -> asyncio.Task (event loop thread)
         self._calls: dict = {}               # function_id -> calls run (for max_calls)
+        self._outbox: deque = deque()        # (identity, TaskReply) from pool threads
         self._main_thread = threading.get_ident()
         # A cancel that arrives while the main-thread task waits inside zray (get /
         # wait, or any call whose loop handles the CancelTask) is flagged here and
@@ -165,8 +166,10 @@ class Executor:
             if self.mode == "async":
                 self._run_event_loop()
                 break
+            if self._outbox:
+                self._flush_outbox()
             if not self.queue:
-                loop.wait_until(lambda: self.queue or self.exiting, 1.0)
+                loop.wait_until(lambda: self.queue or self.exiting or self._outbox, 1.0)
                 continue
             identity, spec = self.queue.popleft()
             self.execute(identity, spec)
@@ -313,12 +316,30 @@ class Executor:
 
     def _reply(self, identity, spec, returns, borrowed=()) -> None:
         cw = self.cw
+        if self.mode == "threaded" and threading.get_ident() != self._main_thread:
+            # Pool threads hand replies to the main thread, which sends them in
+            # batches, instead of each taking the lock from the polling leader.
+            self._outbox.append((identity, m.TaskReply(spec.task_id, _OK, returns, cw.worker_id,
+                                                        borrowed)))
+            cw.loop.wake_leader()
+            return
         cw.loop.acquire()
         try:
             cw.reply_to(identity, m.TaskReply(spec.task_id, _OK, returns, cw.worker_id, borrowed))
             if self.mode == "async" and threading.get_ident() == self._main_thread:
                 # A send can consume the ZMQ_FD edge the loop's readers wait on.
                 cw.loop.drain_all()
+        finally:
+            cw.loop.release()
+
+    def _flush_outbox(self) -> None:
+        cw = self.cw
+        outbox = self._outbox
+        cw.loop.acquire()
+        try:
+            while outbox:
+                identity, msg = outbox.popleft()
+                cw.reply_to(identity, msg)
         finally:
             cw.loop.release()
 

@@ -91,6 +91,10 @@ class IoLoop:
         with self._contenders_lock:
             self._contenders -= 1
 
+    def wake_leader(self) -> None:
+        """Make the thread polling as leader return (any thread, no lock)."""
+        self._wake(self._leader_wake_w)
+
     def release(self) -> None:
         self.lock.release()
         if self._followers:

@@ -183,7 +183,9 @@ class Executor:
         loop = self._async_loop
         asyncio.set_event_loop(loop)
         io = self.cw.loop
-        io._leading += 1
+        io.acquire()
+        io._leading += 1   # counted under the lock, as wait_until does
+        io.release()
         watched: dict = {}
 
         def pump():
@@ -216,7 +218,9 @@ class Executor:
         try:
             loop.run_forever()
         finally:
+            io.acquire()
             io._leading -= 1
+            io.release()
 
     def execute(self, identity: bytes, spec: TaskSpec) -> None:
         on_main = threading.get_ident() == self._main_thread

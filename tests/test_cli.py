@@ -108,3 +108,20 @@ def test_garbage_frames_do_not_crash_raylet_or_gcs(started_cluster):
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "alive"
     assert all(_alive(pid) for pid in record["pids"])
+
+
+def test_dead_sessions_are_pruned_keeping_the_newest(tmp_path, monkeypatch):
+    from zray.node import launcher
+    import json
+    monkeypatch.setattr(launcher, "ROOT", str(tmp_path))
+    dead_pid = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_pid.wait()
+    for i in range(5):
+        session = tmp_path / f"session_{i:02d}"
+        session.mkdir()
+        (session / launcher.PIDS_FILE).write_text(json.dumps([dead_pid.pid]))
+    alive = tmp_path / "session_99"
+    alive.mkdir()
+    (alive / launcher.PIDS_FILE).write_text(json.dumps([os.getpid()]))
+    assert launcher.prune_dead_sessions(keep=2) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["session_03", "session_04", "session_99"]

@@ -24,8 +24,36 @@ def default_object_store_memory() -> int:
     return int(min(psutil.virtual_memory().total * 0.3, 8 << 30)) & ~4095
 
 
+PIDS_FILE = "pids.json"
+KEEP_DEAD_SESSIONS = 10
+
+
+def prune_dead_sessions(keep: int = KEEP_DEAD_SESSIONS) -> int:
+    """Remove the session directories (logs) of nodes whose processes are all
+    gone, keeping the ``keep`` newest for post-mortems; returns how many."""
+    try:
+        names = sorted(os.listdir(ROOT))
+    except FileNotFoundError:
+        return 0
+    dead = []
+    for name in names:
+        path = os.path.join(ROOT, name)
+        try:
+            with open(os.path.join(path, PIDS_FILE)) as f:
+                pids = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if not any(_alive(pid) for pid in pids):
+            dead.append(path)
+    doomed = dead[:-keep] if keep else dead
+    for path in doomed:
+        remove_session(path)
+    return len(doomed)
+
+
 def make_session_dir() -> str:
     os.makedirs(ROOT, mode=0o700, exist_ok=True)
+    prune_dead_sessions()
     session = tempfile.mkdtemp(prefix=time.strftime("session_%Y%m%d_%H%M%S_"), dir=ROOT)
     os.chmod(session, 0o700)
     for sub in ("sockets", "logs"):
@@ -100,6 +128,8 @@ def start_node(*, head: bool, session_dir: str, num_cpus: float, num_gpus: float
     if watch_pid:
         cmd += ["--watch-pid", str(watch_pid)]
     procs.append(_spawn(cmd, os.path.join(logs, "raylet.out"), detach=not watch_pid))
+    with open(os.path.join(session_dir, PIDS_FILE), "w") as f:
+        json.dump([p.pid for p in procs], f)
     return NodeProcesses(session_dir, procs, gcs_ready, raylet_ready)
 
 

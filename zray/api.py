@@ -67,7 +67,8 @@ def init(address: str | None = None, *, num_cpus=None, num_gpus=None, resources=
             node = launcher.start_node(head=True, session_dir=session_dir, num_cpus=cpus,
                                        num_gpus=num_gpus or 0, resources=resources,
                                        object_store_memory=object_store_memory,
-                                       watch_pid=os.getpid())
+                                       watch_pid=os.getpid(),
+                                       system_config=_system_config(kwargs))
             _cluster = node
             raylet_endpoint = node.raylet_ipc
         else:
@@ -87,6 +88,21 @@ def init(address: str | None = None, *, num_cpus=None, num_gpus=None, resources=
                 _cluster = None
             raise
         return _context()
+
+
+SYSTEM_CONFIG_KEYS = {"object_store_full_timeout_s"}
+
+
+def _system_config(kwargs) -> dict:
+    """Ray's ``_system_config``: only the keys zray understands are accepted."""
+    config = kwargs.get("_system_config") or {}
+    if not isinstance(config, dict):
+        raise TypeError("_system_config must be a dict")
+    unknown = set(config) - SYSTEM_CONFIG_KEYS
+    if unknown:
+        raise ValueError(f"unknown _system_config key(s) {sorted(unknown)}; zray understands "
+                         f"{sorted(SYSTEM_CONFIG_KEYS)}")
+    return config
 
 
 def _connect_driver(session_dir, raylet_endpoint, namespace):

@@ -102,7 +102,8 @@ def _name(proc) -> str:
 def start_node(*, head: bool, session_dir: str, num_cpus: float, num_gpus: float = 0,
                resources: dict | None = None, object_store_memory: int | None = None,
                node_ip: str = "127.0.0.1", gcs_port: int = 0, gcs_address: str | None = None,
-               gcs_pub_address: str | None = None, watch_pid: int = 0) -> NodeProcesses:
+               gcs_pub_address: str | None = None, watch_pid: int = 0,
+               system_config: dict | None = None) -> NodeProcesses:
     logs = os.path.join(session_dir, "logs")
     procs = []
     gcs_ready = None
@@ -121,6 +122,9 @@ def start_node(*, head: bool, session_dir: str, num_cpus: float, num_gpus: float
                     "--resources", json.dumps(resources or {}),
                     "--memory", str(int(psutil.virtual_memory().available * 0.7)),
                     "--object-store-memory", str(int(store) & ~4095), "--ready-file", raylet_ready]
+    full_timeout = (system_config or {}).get("object_store_full_timeout_s")
+    if full_timeout is not None:
+        cmd += ["--object-store-full-timeout-s", str(float(full_timeout))]
     if head:
         cmd += ["--gcs-ready-file", gcs_ready]
     else:

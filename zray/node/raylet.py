@@ -96,6 +96,7 @@ class Raylet(StoreHandlers):
         shm.create_arena(self.arena_path, args.object_store_memory)
         self.shm_dir = shm_dir
         self.store = ObjectTable(ArenaAllocator(args.object_store_memory))
+        self.pending_creates: deque = deque()   # creates waiting for space (FIFO)
 
         self.router = transport.router(b"raylet")
         self.ipc_endpoint = transport.bind_ipc(self.router, os.path.join(self.session_dir, "sockets", "raylet"))
@@ -146,6 +147,7 @@ class Raylet(StoreHandlers):
                     log.warning("watched process %s is gone: exiting", watch)
                     break
                 self._report_resources(now)
+                self.expire_pending_creates(now)
                 self._check_clients(now)
                 self._reap_idle_workers(now)
                 if self.lease_queue:
@@ -229,6 +231,8 @@ class Raylet(StoreHandlers):
                     self.store.release_reader(object_id)
                 except Exception:
                     break
+        self.drop_pending_creates(identity)
+        self.retry_pending_creates()   # its pins are gone: space may be free now
         for lease in [l for l in self.leases.values() if l.client == identity]:
             self._end_lease(lease, kill_worker=False)
         self.lease_queue = deque(r for r in self.lease_queue if r.client != identity)
@@ -492,6 +496,8 @@ def main(argv=None) -> None:
     parser.add_argument("--resources", default="{}")
     parser.add_argument("--memory", type=int, default=0)
     parser.add_argument("--object-store-memory", type=int, required=True)
+    parser.add_argument("--object-store-full-timeout-s", type=float, default=10.0,
+                        help="how long a create waits for space before ObjectStoreFullError")
     parser.add_argument("--ready-file")
     parser.add_argument("--watch-pid", type=int, default=0)
     args = parser.parse_args(argv)

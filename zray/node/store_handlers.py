@@ -1,8 +1,10 @@
 """The raylet's object-store requests (mixin of Raylet: uses its ``store``
 ObjectTable, ``clients`` table and ``send``).
 
-Create reserves space in the arena (no queueing or spilling yet: a full
-store answers with ObjectStoreFullError's message), Seal makes an object
+Create reserves space in the arena; under pressure it waits in a FIFO that
+is retried whenever space is freed, and only after
+``--object-store-full-timeout-s`` answers with ObjectStoreFullError's
+message naming the sizes (spilling comes next).  Seal makes an object
 readable, Get pins it for a reader (pins are tracked per client so a
 client that dies releases them), Release unpins, Free deletes (deferred
 while readers hold pins).
@@ -10,6 +12,7 @@ while readers hold pins).
 from __future__ import annotations
 
 import logging
+import time
 
 from ..sockets import messages as m
 
@@ -18,19 +21,57 @@ log = logging.getLogger("zray.raylet")
 
 class StoreHandlers:
     def on_create_object(self, identity, msg) -> None:
+        capacity = self.store.stats()["capacity"]
+        if msg.size > capacity:
+            self.send(identity, m.CreateObjectReply(msg.request_id, -1, 8, (
+                f"object of {msg.size} bytes can never fit: the object store holds "
+                f"{capacity} bytes (set object_store_memory higher)")))
+            return
+        if self.pending_creates or not self._try_create(identity, msg):
+            deadline = time.monotonic() + self.args.object_store_full_timeout_s
+            self.pending_creates.append((identity, msg, deadline))
+
+    def _try_create(self, identity, msg) -> bool:
+        """Reply to a create if it can be decided now; False if it must wait."""
         try:
             offset = self.store.create(msg.object_id, msg.size)
         except Exception as exc:
             self.send(identity, m.CreateObjectReply(msg.request_id, -1, 1, str(exc)))
-            return
+            return True
         if offset is None:
+            return False
+        self.send(identity, m.CreateObjectReply(msg.request_id, offset, 0, ""))
+        return True
+
+    def retry_pending_creates(self) -> None:
+        """Space was freed: serve waiting creates in arrival order."""
+        pending = self.pending_creates
+        while pending:
+            identity, msg, _ = pending[0]
+            if not self._try_create(identity, msg):
+                return
+            pending.popleft()
+
+    def expire_pending_creates(self, now: float) -> None:
+        pending = self.pending_creates
+        if not pending:
+            return
+        keep = type(pending)()
+        for identity, msg, deadline in pending:
+            if now < deadline:
+                keep.append((identity, msg, deadline))
+                continue
             stats = self.store.stats()
             self.send(identity, m.CreateObjectReply(msg.request_id, -1, 8, (
-                f"object store is full: cannot allocate {msg.size} bytes (capacity "
-                f"{stats['capacity']}, used {stats['used_bytes']}, largest free block "
-                f"{stats['largest_free_block']})")))
-            return
-        self.send(identity, m.CreateObjectReply(msg.request_id, offset, 0, ""))
+                f"object store is full: cannot allocate {msg.size} bytes after waiting "
+                f"{self.args.object_store_full_timeout_s:g}s (capacity {stats['capacity']}, "
+                f"used {stats['used_bytes']} by {stats['num_objects']} objects, largest free "
+                f"block {stats['largest_free_block']})")))
+        self.pending_creates = keep
+
+    def drop_pending_creates(self, identity) -> None:
+        self.pending_creates = type(self.pending_creates)(
+            item for item in self.pending_creates if item[0] != identity)
 
     def on_seal_object(self, identity, msg) -> None:
         try:
@@ -65,7 +106,9 @@ class StoreHandlers:
             self.store.release_reader(msg.object_id)
         except Exception as exc:
             log.warning("release of %s failed: %s", msg.object_id.hex(), exc)
+        self.retry_pending_creates()
 
     def on_free_objects(self, identity, msg) -> None:
         for object_id in msg.object_ids:
             self.store.delete(object_id)
+        self.retry_pending_creates()

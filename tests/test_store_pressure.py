@@ -1,0 +1,58 @@
+"""A full object store makes creates wait for space, then fail clearly."""
+import threading
+
+import numpy as np
+import pytest
+
+import zray
+from zray.core import memory_view
+from conftest import wait_for
+
+pytestmark = pytest.mark.timeout(90)
+
+MB = 1 << 20
+
+
+@pytest.fixture()
+def small_store(no_cluster):
+    zray.init(num_cpus=1, object_store_memory=48 * MB,
+              _system_config={"object_store_full_timeout_s": 1.5})
+    yield
+    zray.shutdown()
+
+
+def test_put_waits_for_space_freed_by_the_owner(small_store):
+    first = zray.put(np.ones(30 * MB, dtype=np.uint8))
+    done = {}
+
+    def second_put():
+        done["ref"] = zray.put(np.full(30 * MB, 7, dtype=np.uint8))
+
+    thread = threading.Thread(target=second_put)
+    thread.start()
+    wait_for(lambda: memory_view.node_stats()["used_bytes"] >= 30 * MB, 10, "the first object")
+    del first                                    # frees room: the waiting create proceeds
+    thread.join(timeout=20)
+    assert not thread.is_alive()
+    assert int(zray.get(done["ref"])[0]) == 7
+
+
+def test_full_store_raises_object_store_full_error_naming_sizes(small_store):
+    held = zray.put(np.ones(30 * MB, dtype=np.uint8))
+    with pytest.raises(zray.exceptions.ObjectStoreFullError) as info:
+        zray.put(np.ones(30 * MB, dtype=np.uint8))
+    message = str(info.value)
+    assert "after waiting" in message and f"capacity {48 * MB}" in message
+    # The cluster keeps working after the error.
+    assert zray.get(zray.put("still fine")) == "still fine"
+    del held
+
+
+def test_object_larger_than_the_store_fails_at_once(small_store):
+    with pytest.raises(zray.exceptions.ObjectStoreFullError, match="can never fit"):
+        zray.put(np.ones(64 * MB, dtype=np.uint8))
+
+
+def test_unknown_system_config_key_is_rejected(no_cluster):
+    with pytest.raises(ValueError, match="no_such_knob"):
+        zray.init(_system_config={"no_such_knob": 1})

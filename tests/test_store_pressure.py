@@ -23,6 +23,7 @@ def small_store(no_cluster):
 
 def test_put_waits_for_space_freed_by_the_owner(small_store):
     first = zray.put(np.ones(30 * MB, dtype=np.uint8))
+    reading = zray.get(first)      # pinned by a reader, so it cannot be spilled
     done = {}
 
     def second_put():
@@ -31,7 +32,7 @@ def test_put_waits_for_space_freed_by_the_owner(small_store):
     thread = threading.Thread(target=second_put)
     thread.start()
     wait_for(lambda: memory_view.node_stats()["used_bytes"] >= 30 * MB, 10, "the first object")
-    del first                                    # frees room: the waiting create proceeds
+    del first, reading                           # frees room: the waiting create proceeds
     thread.join(timeout=20)
     assert not thread.is_alive()
     assert int(zray.get(done["ref"])[0]) == 7
@@ -39,13 +40,14 @@ def test_put_waits_for_space_freed_by_the_owner(small_store):
 
 def test_full_store_raises_object_store_full_error_naming_sizes(small_store):
     held = zray.put(np.ones(30 * MB, dtype=np.uint8))
+    reading = zray.get(held)       # a reader's pin: the object cannot be spilled
     with pytest.raises(zray.exceptions.ObjectStoreFullError) as info:
         zray.put(np.ones(30 * MB, dtype=np.uint8))
     message = str(info.value)
     assert "after waiting" in message and f"capacity {48 * MB}" in message
     # The cluster keeps working after the error.
     assert zray.get(zray.put("still fine")) == "still fine"
-    del held
+    del reading, held
 
 
 def test_object_larger_than_the_store_fails_at_once(small_store):

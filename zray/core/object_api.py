@@ -122,7 +122,20 @@ class ObjectApi:
         raise error_from_blob(entry.data)
 
     def _get_from_store(self, object_id: bytes):
+        if self._pending_releases:
+            # Unpin what we no longer read first: the raylet may need to spill
+            # it to restore this object.
+            self.loop.acquire()
+            try:
+                self.flush_ref_ops()
+            finally:
+                self.loop.release()
         reply = self.raylet_call(lambda rid: m.GetObjectLocal(rid, object_id))
+        if reply.offset == -2:
+            raise exceptions.ObjectStoreFullError(
+                f"object {object_id.hex()} ({reply.size} bytes) is spilled and cannot be "
+                f"restored: every object in the store is being read (drop some values you "
+                f"got from zray.get, or raise object_store_memory)")
         if reply.offset < 0:
             raise exceptions.ObjectLostError(object_id.hex(), detail=(
                 "The object is not in this node's object store (cross-node transfer and "

@@ -97,6 +97,11 @@ class Raylet(StoreHandlers):
         self.shm_dir = shm_dir
         self.store = ObjectTable(ArenaAllocator(args.object_store_memory))
         self.pending_creates: deque = deque()   # creates waiting for space (FIFO)
+        self.spilled: dict = {}                 # object id -> size, in the LMDB spill store
+        self.spill_counts = {"spilled_objects_total": 0, "spilled_bytes_total": 0,
+                             "restored_objects_total": 0, "restored_bytes_total": 0}
+        self._spill = None
+        self._arena_rw = None
 
         self.router = transport.router(b"raylet")
         self.ipc_endpoint = transport.bind_ipc(self.router, os.path.join(self.session_dir, "sockets", "raylet"))
@@ -406,6 +411,9 @@ class Raylet(StoreHandlers):
 
     def on_node_stats(self, identity, msg) -> None:
         stats = dict(self.store.stats())
+        stats.update(self.spill_counts)
+        stats["spilled_objects"] = len(self.spilled)
+        stats["spilled_bytes"] = sum(self.spilled.values())
         stats.update({
             "node_id": self.node_id.hex(),
             "objects": [(oid.hex(), info.size, info.readers) for oid, info in self.store.objects()],
@@ -446,6 +454,8 @@ class Raylet(StoreHandlers):
         except zmq.ZMQError:
             pass
         self.pool.shutdown()
+        if self._spill is not None:
+            self._spill.close()
         self.router.close(0)
         self.gcs.close(0)
         shutil.rmtree(self.shm_dir, ignore_errors=True)

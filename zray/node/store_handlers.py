@@ -1,8 +1,9 @@
 """The raylet's object-store requests (mixin of Raylet: uses its ``store``
 ObjectTable, ``clients`` table and ``send``).
 
-Create reserves space in the arena; under pressure it waits in a FIFO that
-is retried whenever space is freed, and only after
+Create reserves space in the arena; under pressure the raylet first spills
+sealed, unread objects (oldest first) to the host's LMDB spill store, then
+waits in a FIFO that is retried whenever space is freed, and only after
 ``--object-store-full-timeout-s`` answers with ObjectStoreFullError's
 message naming the sizes (spilling comes next).  Seal makes an object
 readable, Get pins it for a reader (pins are tracked per client so a
@@ -12,9 +13,12 @@ while readers hold pins).
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from ..sockets import messages as m
+from ..store import ObjectState, shm
+from ..store.spill import SpillStore
 
 log = logging.getLogger("zray.raylet")
 
@@ -39,8 +43,62 @@ class StoreHandlers:
             self.send(identity, m.CreateObjectReply(msg.request_id, -1, 1, str(exc)))
             return True
         if offset is None:
-            return False
+            if not self._make_room(msg.size):
+                return False
+            offset = self.store.create(msg.object_id, msg.size)
+            if offset is None:
+                return False
         self.send(identity, m.CreateObjectReply(msg.request_id, offset, 0, ""))
+        return True
+
+    # ------------------------------------------------------------ spilling ---
+    def _arena_view(self, offset: int, size: int):
+        if self._arena_rw is None:
+            self._arena_rw = shm.ArenaWriter(self.arena_path, self.store.stats()["capacity"],
+                                             populate=False)
+        return self._arena_rw.view(offset, size)
+
+    def _spill_store(self) -> SpillStore:
+        if self._spill is None:
+            self._spill = SpillStore(os.path.join(self.session_dir, "spill"))
+        return self._spill
+
+    def _make_room(self, needed: int) -> bool:
+        """Spill sealed objects nobody is reading, oldest first, until a block
+        of ``needed`` bytes is free.  (Synchronous for now: the write happens
+        on the raylet's thread; moving it to a spill thread is next.)"""
+        if self.store.stats()["largest_free_block"] >= needed:
+            return True
+        for object_id, info in self.store.objects():
+            if info.state != ObjectState.SEALED or info.readers or info.pending_delete:
+                continue
+            view = self._arena_view(info.offset, info.size)
+            self._spill_store().put(object_id, view)
+            del view
+            self.store.delete(object_id)
+            self.spilled[object_id] = info.size
+            self.spill_counts["spilled_objects_total"] += 1
+            self.spill_counts["spilled_bytes_total"] += info.size
+            if self.store.stats()["largest_free_block"] >= needed:
+                return True
+        return False
+
+    def _restore(self, object_id: bytes) -> bool:
+        """Bring a spilled object back into the arena (sealed); False if no room."""
+        size = self.spilled[object_id]
+        offset = self.store.create(object_id, size)
+        if offset is None and self._make_room(size):
+            offset = self.store.create(object_id, size)
+        if offset is None:
+            return False
+        view = self._arena_view(offset, size)
+        self._spill_store().read_into(object_id, view)
+        del view
+        self.store.seal(object_id)
+        self._spill_store().delete(object_id)
+        del self.spilled[object_id]
+        self.spill_counts["restored_objects_total"] += 1
+        self.spill_counts["restored_bytes_total"] += size
         return True
 
     def retry_pending_creates(self) -> None:
@@ -80,6 +138,11 @@ class StoreHandlers:
             log.warning("seal of %s failed: %s", msg.object_id.hex(), exc)
 
     def on_get_object(self, identity, msg) -> None:
+        if msg.object_id in self.spilled and not self._restore(msg.object_id):
+            # offset -2: spilled, and no room to bring it back right now.
+            self.send(identity, m.GetObjectLocalReply(msg.request_id, msg.object_id, -2,
+                                                      self.spilled[msg.object_id]))
+            return
         pinned = self.store.pin_reader(msg.object_id)
         if pinned is None:
             self.send(identity, m.GetObjectLocalReply(msg.request_id, msg.object_id, -1, 0))
@@ -110,5 +173,8 @@ class StoreHandlers:
 
     def on_free_objects(self, identity, msg) -> None:
         for object_id in msg.object_ids:
-            self.store.delete(object_id)
+            if self.spilled.pop(object_id, None) is not None:
+                self._spill_store().delete(object_id)
+            else:
+                self.store.delete(object_id)
         self.retry_pending_creates()

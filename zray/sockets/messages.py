@@ -203,7 +203,7 @@ class GetObjectLocal(NamedTuple):
 class GetObjectLocalReply(NamedTuple):
     request_id: int
     object_id: bytes
-    offset: int          # -1: not in this node's store
+    offset: int          # -1: not in this node's store; -2: spilled, no room to restore
     size: int
 
 

@@ -1,0 +1,72 @@
+"""LMDB-backed spill store: primary copies evicted from a host's arena.
+
+Key layout (one LMDB environment per host, under the session directory):
+    object_id + b"#"                -> 8-byte little-endian total size
+    object_id + 4-byte chunk index  -> up to CHUNK_BYTES of the object
+Values are chunked so one object never needs one giant LMDB page run; the
+map grows (doubling) when full.  Writes use sync=False (spilled objects do
+not outlive the session) and one transaction per object.
+"""
+from __future__ import annotations
+
+import lmdb
+
+CHUNK_BYTES = 64 << 20
+_SIZE_SUFFIX = b"#"
+
+
+class SpillStore:
+    def __init__(self, path: str, map_size: int = 1 << 30):
+        self.path = path
+        self._env = lmdb.open(path, map_size=map_size, subdir=True, sync=False,
+                              metasync=False, readahead=False, max_dbs=0)
+        self.num_objects = 0
+        self.bytes = 0
+
+    def put(self, object_id: bytes, data: memoryview) -> None:
+        data = memoryview(data).cast("B")
+        while True:
+            try:
+                with self._env.begin(write=True) as txn:
+                    txn.put(object_id + _SIZE_SUFFIX, len(data).to_bytes(8, "little"))
+                    for index, start in enumerate(range(0, len(data), CHUNK_BYTES)):
+                        txn.put(object_id + index.to_bytes(4, "little"),
+                                data[start:start + CHUNK_BYTES])
+                break
+            except lmdb.MapFullError:
+                self._env.set_mapsize(self._env.info()["map_size"] * 2)
+        self.num_objects += 1
+        self.bytes += len(data)
+
+    def size(self, object_id: bytes):
+        with self._env.begin() as txn:
+            raw = txn.get(object_id + _SIZE_SUFFIX)
+        return None if raw is None else int.from_bytes(raw, "little")
+
+    def read_into(self, object_id: bytes, dest: memoryview) -> int:
+        """Copy the object into ``dest``; returns its size (KeyError if absent)."""
+        dest = memoryview(dest).cast("B")
+        with self._env.begin(buffers=True) as txn:
+            raw = txn.get(object_id + _SIZE_SUFFIX)
+            if raw is None:
+                raise KeyError(f"object {object_id.hex()} is not spilled")
+            size = int.from_bytes(bytes(raw), "little")
+            for index, start in enumerate(range(0, size, CHUNK_BYTES)):
+                chunk = txn.get(object_id + index.to_bytes(4, "little"))
+                dest[start:start + len(chunk)] = chunk
+        return size
+
+    def delete(self, object_id: bytes) -> bool:
+        size = self.size(object_id)
+        if size is None:
+            return False
+        with self._env.begin(write=True) as txn:
+            txn.delete(object_id + _SIZE_SUFFIX)
+            for index in range((size + CHUNK_BYTES - 1) // CHUNK_BYTES):
+                txn.delete(object_id + index.to_bytes(4, "little"))
+        self.num_objects -= 1
+        self.bytes -= size
+        return True
+
+    def close(self) -> None:
+        self._env.close()

@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -145,3 +146,14 @@ class Signal:
 
     async def num_waiters(self):
         return self.waiters
+
+
+@contextlib.contextmanager
+def small_store_cluster(store_mb: int, full_timeout_s: float):
+    """A one-CPU cluster with a small object store (memory-pressure tests)."""
+    zray.init(num_cpus=1, object_store_memory=store_mb << 20,
+              _system_config={"object_store_full_timeout_s": full_timeout_s})
+    try:
+        yield
+    finally:
+        zray.shutdown()

@@ -5,7 +5,7 @@ import pytest
 
 import zray
 from zray.core import memory_view
-from conftest import wait_for
+from conftest import small_store_cluster, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -14,10 +14,8 @@ MB = 1 << 20
 
 @pytest.fixture()
 def small_store(no_cluster):
-    zray.init(num_cpus=1, object_store_memory=100 * MB,
-              _system_config={"object_store_full_timeout_s": 2})
-    yield
-    zray.shutdown()
+    with small_store_cluster(100, 2):
+        yield
 
 
 def test_three_times_capacity_round_trips_and_frees(small_store):

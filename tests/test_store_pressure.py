@@ -6,7 +6,7 @@ import pytest
 
 import zray
 from zray.core import memory_view
-from conftest import wait_for
+from conftest import small_store_cluster, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -15,10 +15,8 @@ MB = 1 << 20
 
 @pytest.fixture()
 def small_store(no_cluster):
-    zray.init(num_cpus=1, object_store_memory=48 * MB,
-              _system_config={"object_store_full_timeout_s": 1.5})
-    yield
-    zray.shutdown()
+    with small_store_cluster(48, 1.5):
+        yield
 
 
 def test_put_waits_for_space_freed_by_the_owner(small_store):

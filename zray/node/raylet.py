@@ -101,6 +101,8 @@ class Raylet(StoreHandlers):
         self.spill_counts = {"spilled_objects_total": 0, "spilled_bytes_total": 0,
                              "restored_objects_total": 0, "restored_bytes_total": 0}
         self._spill = None
+        self.spill_worker = None
+        self.spilling: dict = {}                # object id -> size, being written by the spill thread
         self._arena_rw = None
 
         self.router = transport.router(b"raylet")
@@ -129,7 +131,7 @@ class Raylet(StoreHandlers):
 
     # ---------------------------------------------------------------- loop ---
     def run(self) -> None:
-        poller = zmq.Poller()
+        poller = self.poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.gcs, zmq.POLLIN)
         poller.register(self.pool.stdout_fd, zmq.POLLIN)
@@ -142,6 +144,8 @@ class Raylet(StoreHandlers):
                     self._drain_router()
                 elif sock is self.gcs:
                     self._drain_gcs()
+                elif self.spill_worker is not None and sock == self.spill_worker.wake_r:
+                    self.on_spills_done()
                 else:
                     for event in self.pool.read_events():
                         self._on_pool_event(event)
@@ -454,6 +458,8 @@ class Raylet(StoreHandlers):
         except zmq.ZMQError:
             pass
         self.pool.shutdown()
+        if self.spill_worker is not None:
+            self.spill_worker.stop()
         if self._spill is not None:
             self._spill.close()
         self.router.close(0)

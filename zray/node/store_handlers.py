@@ -16,9 +16,12 @@ import logging
 import os
 import time
 
+import zmq
+
 from ..sockets import messages as m
 from ..store import ObjectState, shm
 from ..store.spill import SpillStore
+from .spill_worker import SpillWorker
 
 log = logging.getLogger("zray.raylet")
 
@@ -61,33 +64,64 @@ class StoreHandlers:
     def _spill_store(self) -> SpillStore:
         if self._spill is None:
             self._spill = SpillStore(os.path.join(self.session_dir, "spill"))
+            self.spill_worker = SpillWorker(self._spill)
+            self.poller.register(self.spill_worker.wake_r, zmq.POLLIN)
         return self._spill
 
     def _make_room(self, needed: int) -> bool:
-        """Spill sealed objects nobody is reading, oldest first, until a block
-        of ``needed`` bytes is free.  (Synchronous for now: the write happens
-        on the raylet's thread; moving it to a spill thread is next.)"""
-        if self.store.stats()["largest_free_block"] >= needed:
+        """True if a block of ``needed`` bytes is free now.  Otherwise start
+        spilling sealed objects nobody reads (oldest first) on the spill
+        thread until enough bytes are on their way out; the create waits and
+        is retried when they finish."""
+        stats = self.store.stats()
+        if stats["largest_free_block"] >= needed:
             return True
+        coming = stats["free_bytes"] + sum(self.spilling.values())
         for object_id, info in self.store.objects():
-            if info.state != ObjectState.SEALED or info.readers or info.pending_delete:
+            if coming >= needed:
+                break
+            if (info.state != ObjectState.SEALED or info.readers or info.pending_delete
+                    or object_id in self.spilling):
                 continue
-            view = self._arena_view(info.offset, info.size)
-            self._spill_store().put(object_id, view)
-            del view
-            self.store.delete(object_id)
-            self.spilled[object_id] = info.size
-            self.spill_counts["spilled_objects_total"] += 1
-            self.spill_counts["spilled_bytes_total"] += info.size
-            if self.store.stats()["largest_free_block"] >= needed:
-                return True
+            self._spill_store()
+            self.spilling[object_id] = info.size
+            self.spill_worker.submit(object_id, self._arena_view(info.offset, info.size))
+            coming += info.size
         return False
+
+    def on_spills_done(self) -> None:
+        for object_id, ok in self.spill_worker.take_done():
+            size = self.spilling.pop(object_id)
+            info = self.store.info(object_id) if self.store.contains(object_id) else None
+            if ok and info is not None and not info.readers:
+                self.store.delete(object_id)          # the arena copy goes
+                self.spilled[object_id] = size
+                self.spill_counts["spilled_objects_total"] += 1
+                self.spill_counts["spilled_bytes_total"] += size
+            elif ok:                                   # freed, or read meanwhile
+                self._spill.delete(object_id)
+        self.retry_pending_creates()
+
+    def _make_room_now(self, needed: int) -> bool:
+        """Synchronous variant for a restore that a reader waits on."""
+        while not self._make_room(needed):
+            if not self.spilling:
+                return False
+            deadline = time.monotonic() + self.args.object_store_full_timeout_s
+            while self.spilling and time.monotonic() < deadline:
+                if not self.spill_worker.done:
+                    time.sleep(0.001)
+                    continue
+                self.on_spills_done()
+            if self.spilling:
+                return False
+        return True
 
     def _restore(self, object_id: bytes) -> bool:
         """Bring a spilled object back into the arena (sealed); False if no room."""
         size = self.spilled[object_id]
         offset = self.store.create(object_id, size)
-        if offset is None and self._make_room(size):
+        if offset is None and self._make_room_now(size):
             offset = self.store.create(object_id, size)
         if offset is None:
             return False

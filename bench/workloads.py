@@ -124,6 +124,49 @@ def single_client_put_gigabytes(rt, timeit):
     return timeit(lambda: rt.put(array), 8 * 0.1)
 
 
+def single_client_get_gigabytes(rt, timeit):
+    """Not in Ray's list (issue 3): get of an 800 MiB array, zero-copy on both."""
+    import numpy as np
+
+    ref = rt.put(np.zeros(100 * 1024 * 1024, dtype=np.int64))
+    return timeit(lambda: rt.get(ref), 8 * 0.1)
+
+
+SPILL_CHUNK = 256 * 1024 * 1024 // 8          # int64 elements: 256 MiB a put
+SPILL_WINDOW = 12                              # 3 GiB live: more than the 2 GiB store
+
+
+def single_client_spill_gigabytes(rt, timeit):
+    """Puts into a full store: every put spills an older object (issue 3)."""
+    import numpy as np
+
+    array = np.ones(SPILL_CHUNK, dtype=np.int64)
+    live = []
+
+    def put_spilling():
+        live.append(rt.put(array))
+        if len(live) > SPILL_WINDOW:
+            live.pop(0)
+
+    return timeit(put_spilling, 0.25 * 1.073741824)
+
+
+def single_client_restore_gigabytes(rt, timeit):
+    """Gets of spilled objects: each get restores one (and spills another)."""
+    import numpy as np
+
+    array = np.ones(SPILL_CHUNK, dtype=np.int64)
+    refs = [rt.put(array) for _ in range(SPILL_WINDOW)]
+    position = [0]
+
+    def get_restoring():
+        value = rt.get(refs[position[0] % len(refs)])
+        position[0] += 1
+        del value
+
+    return timeit(get_restoring, 0.25 * 1.073741824)
+
+
 def single_client_get_object_containing_10k_refs(rt, timeit):
     def create_object_containing_ref():
         return [rt.put(1) for _ in range(10000)]
@@ -253,6 +296,11 @@ WORKLOADS: List[Workload] = [
     Workload("single client put calls (Plasma Store)", single_client_put_calls),
     Workload("multi client put calls (Plasma Store)", multi_client_put_calls, optional=True),
     Workload("single client put gigabytes", single_client_put_gigabytes, unit="GB/s"),
+    Workload("single client get gigabytes", single_client_get_gigabytes, unit="GB/s"),
+    Workload("single client spill gigabytes", single_client_spill_gigabytes, unit="GB/s",
+             optional=True),
+    Workload("single client restore gigabytes", single_client_restore_gigabytes, unit="GB/s",
+             optional=True),
     Workload("single client tasks and get batch", single_client_tasks_and_get_batch),
     Workload("single client get object containing 10k refs", single_client_get_object_containing_10k_refs),
     Workload("single client wait 1k refs", single_client_wait_1k_refs),

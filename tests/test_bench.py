@@ -1,0 +1,29 @@
+"""`zray bench` end to end on one cheap workload (numbers are not asserted)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def test_bench_quick_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    run = subprocess.run([sys.executable, "-m", "zray.cli", "bench", "--quick", "--only",
+                          "single client tasks sync", "--json", str(out)],
+                         capture_output=True, text=True, timeout=170)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "single client tasks sync" in run.stdout
+    data = json.loads(out.read_text())
+    text = json.dumps(data)
+    assert "single client tasks sync" in text and '"zray"' in text
+
+
+def test_bench_compare_with_missing_module_still_reports_zray(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "zray.cli", "bench", "--quick", "--only",
+                          "single client get calls", "--compare", "no_such_runtime_xyz"],
+                         capture_output=True, text=True, timeout=170)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "single client get calls" in run.stdout
+    assert "no_such_runtime_xyz" in run.stdout + run.stderr

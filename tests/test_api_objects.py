@@ -374,3 +374,20 @@ def test_owner_death_raises_owner_died_error(cluster, big):
         zray.get(inner, timeout=30)
     with pytest.raises(exceptions.ObjectLostError):  # OwnerDiedError is an ObjectLostError
         zray.get(inner, timeout=30)
+
+
+def test_ref_from_an_earlier_session_raises_instead_of_hanging(no_cluster):
+    @zray.remote
+    def one():
+        return 1
+
+    zray.init(num_cpus=1)
+    stale = one.remote()
+    zray.get(stale)
+    zray.shutdown()
+    zray.init(num_cpus=1)
+    try:
+        with pytest.raises(exceptions.OwnerDiedError, match="earlier zray session"):
+            zray.get(stale, timeout=10)
+    finally:
+        zray.shutdown()

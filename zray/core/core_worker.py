@@ -89,6 +89,7 @@ class CoreWorker(ObjectApi, Submission):
         self.router = transport.router()
         sock_dir = os.path.join(session_dir, "sockets")
         self.endpoint = transport.bind_ipc(self.router, os.path.join(sock_dir, "w" + self.worker_id.hex()[:16]))
+        self._ipc_prefix = "ipc://" + sock_dir + os.sep   # owners on this node live here
         self.address = (self.worker_id, self.endpoint)
         self.raylet = transport.dealer(self.worker_id)
         self.raylet.connect(raylet_endpoint)
@@ -337,6 +338,11 @@ class CoreWorker(ObjectApi, Submission):
         owner_id = entry.owner[0]
         if owner_id in self._dead_owners:
             self._fail_owner_died(object_id, entry, self._dead_owners[owner_id])
+            return
+        endpoint = entry.owner[1]
+        if endpoint.startswith("ipc://") and not endpoint.startswith(self._ipc_prefix):
+            self._fail_owner_died(object_id, entry, (
+                "The ref comes from an earlier zray session (zray.shutdown() ended its owner)."))
             return
         if owner_id not in self._watched_workers and owner_id != self.worker_id:
             self._watch_worker(owner_id)

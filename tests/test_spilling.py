@@ -50,3 +50,11 @@ def test_restore_without_room_raises_object_store_full(small_store):
         zray.get(refs[0])
     del held
     assert int(zray.get(refs[0])[0]) == 0       # room again once the views are gone
+
+
+def test_memory_summary_reports_spilling(small_store):
+    from zray.core.memory_view import format_summary
+    refs = [zray.put(np.full(30 * MB, i, dtype=np.uint8)) for i in range(5)]
+    text = format_summary(memory_view.node_stats())
+    assert "spilled now:" in text and "spilled now: 0 object" not in text
+    del refs

@@ -34,8 +34,16 @@ def local_object_summary() -> dict:
 
 
 def format_summary(stats: dict) -> str:
-    lines = [f"node {stats['node_id'][:12]}: {stats['num_objects']} object(s), "
+    lines = [f"node {stats['node_id'][:12]}: {stats['num_objects']} object(s) in shared memory, "
              f"{stats['used_bytes'] / 2**20:.1f} MiB used of {stats['capacity'] / 2**20:.0f} MiB"]
+    lines.append(f"  spilled now: {stats.get('spilled_objects', 0)} object(s), "
+                 f"{stats.get('spilled_bytes', 0) / 2**20:.1f} MiB; "
+                 f"spilled in total: {stats.get('spilled_objects_total', 0)} "
+                 f"({stats.get('spilled_bytes_total', 0) / 2**20:.1f} MiB), "
+                 f"restored: {stats.get('restored_objects_total', 0)} "
+                 f"({stats.get('restored_bytes_total', 0) / 2**20:.1f} MiB)")
     for object_id, size, readers in stats["objects"][:50]:
-        lines.append(f"  {object_id}  {size:>12} bytes  readers={readers}")
+        lines.append(f"  {object_id}  {size:>12} bytes  shm  readers={readers}")
+    if len(stats["objects"]) > 50:
+        lines.append(f"  ... {len(stats['objects']) - 50} more")
     return "\n".join(lines)

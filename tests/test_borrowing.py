@@ -83,3 +83,20 @@ def test_ref_passed_on_by_a_borrower_stays_readable(cluster):
     zray.get(hand_on.remote([ref], keeper), timeout=30)
     del ref
     assert zray.get(keeper.total.remote(), timeout=30) == MB // 8
+
+
+def test_ref_captured_in_a_remote_function_stays_pinned(cluster):
+    captured = zray.put(np.arange(MB // 8))
+
+    @zray.remote
+    def total_of_captured():
+        return float(zray.get(captured).sum())
+
+    expected = float(np.arange(MB // 8).sum())
+    assert zray.get(total_of_captured.remote(), timeout=30) == expected
+    object_id = captured.binary()
+    del captured        # the closure in the exported definition still needs it
+    summary = memory_view.local_object_summary()
+    pinned = [o for o in summary["objects"] if o["object_id"] == object_id.hex()]
+    assert pinned and pinned[0]["pinned"]
+    assert zray.get(total_of_captured.remote(), timeout=30) == expected

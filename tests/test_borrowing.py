@@ -86,16 +86,16 @@ def test_ref_passed_on_by_a_borrower_stays_readable(cluster):
 
 
 def test_ref_captured_in_a_remote_function_stays_pinned(cluster):
-    captured = zray.put(np.arange(MB // 8))
+    box = [zray.put(np.arange(MB // 8))]      # the definition captures the list's ref
 
     @zray.remote
     def total_of_captured():
-        return float(zray.get(captured).sum())
+        return float(zray.get(box[0]).sum())
 
     expected = float(np.arange(MB // 8).sum())
     assert zray.get(total_of_captured.remote(), timeout=30) == expected
-    object_id = captured.binary()
-    del captured        # the closure in the exported definition still needs it
+    object_id = box[0].binary()
+    box.clear()         # the driver's own ref is gone; the exported definition keeps one
     summary = memory_view.local_object_summary()
     pinned = [o for o in summary["objects"] if o["object_id"] == object_id.hex()]
     assert pinned and pinned[0]["pinned"]

@@ -19,6 +19,15 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def _run_driver(body: str) -> str:
+    """Run ``body`` as a driver joining the started cluster; its stdout."""
+    program = "import zray\nzray.init(address='auto')\n" + body + "zray.shutdown()\n"
+    run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.strip()
+
+
 def _zray(*args, timeout=60):
     return subprocess.run([sys.executable, "-m", "zray.cli", *args], capture_output=True,
                           text=True, timeout=timeout)
@@ -44,16 +53,9 @@ def test_start_status_connect_stop(started_cluster):
     status = _zray("status")
     assert status.returncode == 0, status.stderr
     assert "1 node(s) alive" in status.stdout and "Custom: 3 / 3" in status.stdout
-    program = ("import zray\n"
-               "zray.init(address='auto')\n"
-               "@zray.remote(resources={'Custom': 1})\n"
-               "def f(x): return x * 2\n"
-               "print(zray.get(f.remote(21)))\n"
-               "zray.shutdown()\n")
-    run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
-                         timeout=60)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "42"
+    assert _run_driver("@zray.remote(resources={'Custom': 1})\n"
+                       "def f(x): return x * 2\n"
+                       "print(zray.get(f.remote(21)))\n") == "42"
     # The started node outlives the driver that used it.
     assert all(psutil.pid_exists(pid) for pid in record["pids"])
     stop = _zray("stop")
@@ -97,16 +99,9 @@ def test_garbage_frames_do_not_crash_raylet_or_gcs(started_cluster):
             sock.send(frame)
         sock.send_multipart([b"a", b"b", b"c"])
         sock.close()
-    program = ("import zray\n"
-               "zray.init(address='auto')\n"
-               "@zray.remote\n"
-               "def f(): return 'alive'\n"
-               "print(zray.get(f.remote(), timeout=30))\n"
-               "zray.shutdown()\n")
-    run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
-                         timeout=60)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "alive"
+    assert _run_driver("@zray.remote\n"
+                       "def f(): return 'alive'\n"
+                       "print(zray.get(f.remote(), timeout=30))\n") == "alive"
     assert all(_alive(pid) for pid in record["pids"])
 
 

@@ -100,8 +100,6 @@ class ActorClass:
         name = options.get("name")
         namespace = options.get("namespace") or cw.current_namespace()
         detached = options.get("lifetime") == "detached"
-        if detached and not name:
-            pass  # Ray allows unnamed detached actors
         creation_options = {"max_concurrency": options.get("max_concurrency"),
                             "is_async": meta["is_async"]}
         spec = cw.build_actor_creation_spec(actor_id, class_id, meta["class_name"], args, kwargs,

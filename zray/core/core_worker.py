@@ -347,7 +347,7 @@ class CoreWorker(ObjectApi, Submission):
         if owner_id not in self._watched_workers and owner_id != self.worker_id:
             self._watch_worker(owner_id)
         entry.fetching = True
-        rid = self._new_request(lambda reply: None)
+        rid = next(self._request_ids)
         self._status_requests[rid] = object_id
         self.peer(entry.owner[1]).send(m.encode(m.GetObjectStatus(rid, object_id)))
 
@@ -388,7 +388,6 @@ class CoreWorker(ObjectApi, Submission):
         self.set_object_ready(object_id, ERROR, _pickle_error(err))
 
     def _on_object_status(self, msg) -> None:
-        self._reply_callbacks.pop(msg.request_id, None)
         object_id = self._status_requests.pop(msg.request_id, None)
         if object_id is None:
             return
@@ -435,8 +434,6 @@ class CoreWorker(ObjectApi, Submission):
     def _tick(self) -> None:
         self.flush_ref_ops()
         self.tasks.tick()
-        if self.executor is not None:
-            self.executor.tick()
 
     def flush_ref_ops(self) -> None:
         """Apply queued ref-count changes and send store frees (lock held)."""

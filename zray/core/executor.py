@@ -156,9 +156,6 @@ class Executor:
                 keep.append((identity, spec))
         self.queue = keep
 
-    def tick(self) -> None:
-        pass
-
     # ------------------------------------------------------------ running ---
     def run_forever(self) -> int:
         loop = self.cw.loop

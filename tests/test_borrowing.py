@@ -17,6 +17,13 @@ def store_used():
     return memory_view.node_stats()["used_bytes"]
 
 
+def store_used_after_driver_frees():
+    """Store usage once the driver has applied its dropped refs (the summary
+    flushes them; the raylet sees the frees before the stats request)."""
+    memory_view.local_object_summary()
+    return store_used()
+
+
 @zray.remote
 class Keeper:
     def __init__(self):
@@ -42,8 +49,8 @@ def test_actor_keeps_a_borrowed_object_alive_until_it_drops_it(cluster):
     ref = zray.put(np.ones(2 * MB // 8))
     zray.get(keeper.keep.remote([ref]))
     del ref                                    # the driver (owner) lets go
+    assert store_used_after_driver_frees() > 0
     assert zray.get(keeper.total.remote(), timeout=30) == 2 * MB // 8
-    assert store_used() > 0
     zray.get(keeper.drop.remote())             # the borrower lets go: freed
     wait_for(lambda: store_used() == 0, 10, "the store to empty after the borrower dropped it")
 
@@ -71,18 +78,123 @@ def test_dead_borrower_no_longer_pins_the_object(cluster):
     wait_for(lambda: store_used() == 0, 15, "the store to empty after the borrower died")
 
 
-def test_ref_passed_on_by_a_borrower_stays_readable(cluster):
-    """A borrower that hands the ref to a third process keeps it pinned
-    (borrowers of borrowers are tracked conservatively for now)."""
+def test_borrower_of_a_borrower_keeps_the_object_until_it_drops_it(cluster):
+    """driver (owner) -> task (borrower) -> actor (its borrower): the task
+    ends and the driver lets go; the actor's copy still pins the object."""
     @zray.remote
     def hand_on(refs, keeper):
         zray.get(keeper.keep.remote(refs))
 
+    wait_for(lambda: store_used() == 0, 10, "an empty store")
     keeper = Keeper.remote()
     ref = zray.put(np.ones(MB // 8))
     zray.get(hand_on.remote([ref], keeper), timeout=30)
     del ref
+    assert store_used_after_driver_frees() > 0
     assert zray.get(keeper.total.remote(), timeout=30) == MB // 8
+    zray.get(keeper.drop.remote())
+    wait_for(lambda: store_used() == 0, 10, "the store to empty after the last borrower let go")
+
+
+def test_refs_returned_by_a_task_live_while_the_caller_holds_them(cluster):
+    """A task returns a ref to an object it owns (inside a list): the caller
+    borrows it; it is freed once the caller drops the list and the ref."""
+    @zray.remote
+    def make():
+        return [zray.put(np.full(MB // 8, 3.0))]
+
+    wait_for(lambda: store_used() == 0, 10, "an empty store")
+    outer = make.remote()
+    inner = zray.get(outer, timeout=30)[0]
+    assert float(zray.get(inner, timeout=30).sum()) == 3.0 * (MB // 8)
+    assert store_used() > 0
+    del outer
+    assert store_used_after_driver_frees() > 0            # the ref alone keeps it
+    assert float(zray.get(inner, timeout=30)[0]) == 3.0
+    del inner
+    wait_for(lambda: store_used() == 0, 10, "the store to empty after the caller let go")
+
+
+def test_returned_list_alone_keeps_the_inner_object(cluster):
+    """The returned object (not yet read) is what pins the ref inside it."""
+    @zray.remote
+    def make():
+        return [zray.put(np.full(MB // 8, 5.0))]
+
+    wait_for(lambda: store_used() == 0, 10, "an empty store")
+    outer = make.remote()
+    zray.wait([outer], timeout=30)
+    assert store_used() > 0
+    inner = zray.get(outer)[0]
+    assert float(zray.get(inner)[0]) == 5.0
+    del inner, outer
+    wait_for(lambda: store_used() == 0, 10, "the store to empty")
+
+
+def test_ref_inside_a_put_object_is_borrowed_by_its_reader(cluster):
+    """put([ref]): an actor that reads the outer object with get() keeps the
+    inner one alive after the driver dropped both."""
+    @zray.remote
+    class Reader:
+        def read(self, boxes):
+            self.inner = zray.get(boxes[0])[0]
+
+        def total(self):
+            return float(zray.get(self.inner).sum())
+
+        def drop(self):
+            self.inner = None
+
+    wait_for(lambda: store_used() == 0, 10, "an empty store")
+    reader = Reader.remote()
+    inner = zray.put(np.ones(MB // 8))
+    outer = zray.put([inner])
+    del inner
+    zray.get(reader.read.remote([outer]), timeout=30)
+    del outer
+    assert store_used_after_driver_frees() > 0
+    assert zray.get(reader.total.remote(), timeout=30) == MB // 8
+    zray.get(reader.drop.remote())
+    wait_for(lambda: store_used() == 0, 10, "the store to empty after the reader let go")
+
+
+def test_ref_in_actor_creation_arguments_is_borrowed_by_the_actor(cluster):
+    @zray.remote
+    class Holder:
+        def __init__(self, refs):
+            self.refs = refs
+
+        def total(self):
+            return float(zray.get(self.refs[0]).sum())
+
+        def drop(self):
+            self.refs = None
+
+    wait_for(lambda: store_used() == 0, 10, "an empty store")
+    ref = zray.put(np.ones(MB // 8))
+    holder = Holder.remote([ref])
+    zray.get(holder.total.remote(), timeout=30)     # created: the actor is counted now
+    del ref
+    assert store_used_after_driver_frees() > 0
+    assert zray.get(holder.total.remote(), timeout=30) == MB // 8
+    zray.get(holder.drop.remote())
+    wait_for(lambda: store_used() == 0, 10, "the store to empty after the actor let go")
+
+
+def test_task_echoing_the_callers_ref_back(cluster):
+    @zray.remote
+    def echo(refs):
+        return refs
+
+    wait_for(lambda: store_used() == 0, 10, "an empty store")
+    ref = zray.put(np.ones(MB // 8))
+    back = zray.get(echo.remote([ref]), timeout=30)[0]
+    assert back == ref
+    del ref
+    assert store_used_after_driver_frees() > 0
+    assert float(zray.get(back).sum()) == MB // 8
+    del back
+    wait_for(lambda: store_used() == 0, 10, "the store to empty")
 
 
 def test_ref_captured_in_a_remote_function_stays_pinned(cluster):

@@ -102,7 +102,7 @@ class ActorClass:
         detached = options.get("lifetime") == "detached"
         creation_options = {"max_concurrency": options.get("max_concurrency"),
                             "is_async": meta["is_async"]}
-        spec = cw.build_actor_creation_spec(actor_id, class_id, meta["class_name"], args, kwargs,
+        spec, creation_refs = cw.build_actor_creation_spec(actor_id, class_id, meta["class_name"], args, kwargs,
                                             creation_options)
         handle_meta = dict(meta, max_task_retries=options.get("max_task_retries", 0) or 0)
         cw.gcs_call(GcsMethod.KV_PUT, ACTOR_META_NS, actor_id, _dumps(handle_meta), True)
@@ -128,6 +128,9 @@ class ActorClass:
         cw.loop.acquire()
         try:
             cw.actors.register_owned(actor_id, detached)
+            if creation_refs:
+                cw.actors.hold_for_creation(actor_id, creation_refs,
+                                            bool(options.get("max_restarts")))
         finally:
             cw.loop.release()
         return ActorHandle(actor_id, handle_meta)

@@ -39,7 +39,7 @@ class ActorCall:
 class ActorState:
     __slots__ = ("actor_id", "state", "endpoint", "sock", "queue", "in_flight", "death_blob",
                  "seq", "handles", "owned", "escaped", "detached", "out_of_scope",
-                 "info_pending")
+                 "info_pending", "creation_refs", "restartable")
 
     def __init__(self, actor_id):
         self.actor_id = actor_id
@@ -56,6 +56,8 @@ class ActorState:
         self.detached = False
         self.out_of_scope = False
         self.info_pending = 0       # GET_ACTOR_INFO(wait) requests not answered yet
+        self.creation_refs = None   # refs in the creation arguments, held while it may read them
+        self.restartable = False
 
 
 class ActorSubmitter:
@@ -85,6 +87,16 @@ class ActorSubmitter:
         st = self.state_of(actor_id)
         st.owned = True
         st.detached = detached
+
+    def hold_for_creation(self, actor_id: bytes, refs: list, restartable: bool) -> None:
+        """Keep the objects in an actor's creation arguments alive until the
+        actor is ALIVE (it registered as a borrower of what it kept before
+        its creation task replied) or, if it can restart, until it is DEAD."""
+        st = self.state_of(actor_id)
+        st.creation_refs = refs
+        st.restartable = restartable
+        if st.state == "DEAD" or (st.state == "ALIVE" and not restartable):
+            st.creation_refs = None
 
     # ------------------------------------------------------------ submit ---
     def submit(self, call: ActorCall) -> None:
@@ -149,6 +161,8 @@ class ActorSubmitter:
         if st.state == "DEAD":
             return
         if state == "ALIVE":
+            if not st.restartable:
+                st.creation_refs = None
             if st.state != "ALIVE" or st.endpoint != endpoint:
                 st.endpoint = endpoint
                 st.sock = self.cw.peer(endpoint)
@@ -173,6 +187,7 @@ class ActorSubmitter:
             message = f"{message}\n{cause}"
         err = exceptions.ActorDiedError(error_msg=message, actor_id=st.actor_id.hex())
         st.state = "DEAD"
+        st.creation_refs = None
         st.death_blob = serialization.serialize_inline(err)[0]
         self._fail_in_flight(st, None)
         while st.queue:
@@ -223,8 +238,8 @@ class ActorSubmitter:
             return False
         call = st.in_flight.pop(msg.task_id, None)
         if call is not None:
-            if msg.borrowed:   # before the call's own references go
-                self.cw.add_borrowers(msg.borrowed, msg.worker_id)
+            if msg.borrowed or msg.contained:   # before the call's own references go
+                self.cw.accept_reply_refs(msg, call.return_ids)
             self._finish(call, msg.returns)
         if st.out_of_scope and not st.in_flight and not st.queue:
             self._send_out_of_scope(st)

@@ -21,7 +21,7 @@ import os
 
 import zmq
 
-from .. import exceptions, ids, serialization
+from .. import exceptions, ids
 from ..sockets import messages as m
 from ..sockets import transport
 from ..sockets.messages import GcsMethod, ReturnKind
@@ -29,33 +29,35 @@ from .io_loop import IoLoop
 from .reference_table import ReferenceTable
 from .function_manager import FunctionManager
 from .object_api import ObjectApi
+from .ownership import Ownership
+from .pending import PENDING as _PENDING, RPC_TIMEOUT_S
 from .process_state import current_task  # noqa: F401  (the executor imports it from here)
 from .submission import Submission
 
 log = logging.getLogger(__name__)
 
-_PENDING = object()
 # Plain ints on the wire: an IntEnum member pickles as a constructor call.
 INLINE, IN_STORE, ERROR, FREED = map(int, (ReturnKind.INLINE, ReturnKind.IN_STORE, ReturnKind.ERROR,
                                            ReturnKind.FREED))
-RPC_TIMEOUT_S = 30.0
 JOB_NAMESPACE_KV = "job_namespace"   # GCS KV: job id -> the job's namespace (utf-8)
 
 
 class TaskContext:
     """What runs now in this thread / asyncio task (for ids and runtime context)."""
-    __slots__ = ("task_id", "children", "puts", "function_name", "actor_id", "received")
+    __slots__ = ("task_id", "children", "puts", "function_name", "actor_id", "received",
+                 "returned_refs")
 
     def __init__(self, task_id, function_name="", actor_id=None, received=None):
         self.task_id = task_id
         self.received = received      # [(object id, owner)] refs unpickled while it runs
+        self.returned_refs = ()       # (return index, object id, owner) inside its return values
         self.children = 0
         self.puts = 0
         self.function_name = function_name
         self.actor_id = actor_id
 
 
-class CoreWorker(ObjectApi, Submission):
+class CoreWorker(ObjectApi, Submission, Ownership):
     def __init__(self, *, is_driver: bool, raylet_endpoint: str, session_dir: str,
                  job_id: bytes, namespace: str = "", worker_id: bytes | None = None):
         self.is_driver = is_driver
@@ -85,6 +87,7 @@ class CoreWorker(ObjectApi, Submission):
         self._status_requests: dict = {}   # request id -> borrowed object id
         self._watched_workers: set = set()
         self._dead_owners: dict = {}       # owner worker id -> death message
+        self._callers: set = set()         # router identities (= worker ids) that pushed us tasks
 
         self.router = transport.router()
         sock_dir = os.path.join(session_dir, "sockets")
@@ -282,6 +285,10 @@ class CoreWorker(ObjectApi, Submission):
                 self.actors.on_task_reply(msg)
         elif kind is m.ObjectStatusReply:
             self._on_object_status(msg)
+        elif kind is m.RemoveBorrower:   # sent on our connection to a worker we called
+            self.refs.remove_borrower(msg.object_id, msg.worker_id, msg.count)
+        elif kind is m.BorrowerAdded:
+            self._deliver(msg.request_id, msg)
         else:
             log.warning("unexpected peer message %s", kind.__name__)
 
@@ -299,13 +306,17 @@ class CoreWorker(ObjectApi, Submission):
                 log.warning("dropped %s: this process does not execute tasks", kind.__name__)
                 return
             if kind is m.PushTask:
+                if identity not in self._callers:
+                    self._callers.add(identity)
                 self.executor.on_push(identity, msg.spec)
             else:
                 self.executor.on_cancel(identity, msg)
         elif kind is m.GetObjectStatus:
             self._serve_object_status(identity, msg)
         elif kind is m.RemoveBorrower:
-            self.refs.remove_borrower(msg.object_id, msg.worker_id)
+            self.refs.remove_borrower(msg.object_id, msg.worker_id, msg.count)
+        elif kind is m.AddBorrower:
+            self._on_add_borrower(identity, msg)
         else:
             log.warning("unexpected router message %s", kind.__name__)
 
@@ -315,92 +326,6 @@ class CoreWorker(ObjectApi, Submission):
             self.router.send_multipart([identity, m.encode(msg)])
         except zmq.ZMQError as exc:
             log.warning("could not reply %s to %r: %s", type(msg).__name__, identity, exc)
-
-    # ------------------------------------------------------ owner service ---
-    def _serve_object_status(self, identity: bytes, req) -> None:
-        entry = self.refs.objects.get(req.object_id)
-        if entry is None or not entry.owned:
-            self.reply_to(identity, m.ObjectStatusReply(req.request_id, req.object_id, FREED, None))
-            return
-        if entry.ready:
-            self.reply_to(identity, m.ObjectStatusReply(req.request_id, req.object_id,
-                                                        entry.kind, entry.data))
-            return
-
-        def reply_when_ready(e=entry):
-            self.reply_to(identity, m.ObjectStatusReply(req.request_id, req.object_id, e.kind, e.data))
-        self.refs.on_ready(entry, reply_when_ready)
-
-    def _request_object_status(self, object_id: bytes, entry) -> None:
-        """Ask the owner of a borrowed object for its value/location (lock held)."""
-        if entry.fetching or entry.ready:
-            return
-        owner_id = entry.owner[0]
-        if owner_id in self._dead_owners:
-            self._fail_owner_died(object_id, entry, self._dead_owners[owner_id])
-            return
-        endpoint = entry.owner[1]
-        if endpoint.startswith("ipc://") and not endpoint.startswith(self._ipc_prefix):
-            self._fail_owner_died(object_id, entry, (
-                "The ref comes from an earlier zray session (zray.shutdown() ended its owner)."))
-            return
-        if owner_id not in self._watched_workers and owner_id != self.worker_id:
-            self._watch_worker(owner_id)
-        entry.fetching = True
-        rid = next(self._request_ids)
-        self._status_requests[rid] = object_id
-        self.peer(entry.owner[1]).send(m.encode(m.GetObjectStatus(rid, object_id)))
-
-    def _watch_worker(self, worker_id: bytes) -> None:
-        """Learn when an owner we borrow from, or a borrower of ours, dies (GCS
-        topic W<id>, plus one query for a death before we subscribed)."""
-        self._watched_workers.add(worker_id)
-        self.gcs_sub.setsockopt(zmq.SUBSCRIBE, m.worker_topic(worker_id))
-
-        def on_reply(reply):
-            if reply.ok and reply.payload:
-                self._worker_died(worker_id, reply.payload)
-        self.gcs_call_async(GcsMethod.GET_WORKER_DEATH, (worker_id,), on_reply)
-
-    def _worker_died(self, worker_id: bytes, message: str) -> None:
-        self._owner_died(worker_id, message)
-        self.refs.borrower_died(worker_id)
-
-    def add_borrowers(self, object_ids, worker_id: bytes) -> None:
-        """A task reply says ``worker_id`` still holds these objects of ours
-        (lock held; before the task's own references are released)."""
-        for object_id in object_ids:
-            self.refs.add_borrower(object_id, worker_id)
-        if object_ids and worker_id not in self._watched_workers:
-            self._watch_worker(worker_id)
-
-    def _owner_died(self, owner_id: bytes, message: str) -> None:
-        if owner_id in self._dead_owners:
-            return
-        self._dead_owners[owner_id] = message
-        for object_id, entry in list(self.refs.objects.items()):
-            if not entry.owned and not entry.ready and entry.owner[0] == owner_id:
-                self._fail_owner_died(object_id, entry, message)
-
-    def _fail_owner_died(self, object_id, entry, message) -> None:
-        entry.fetching = False
-        err = exceptions.OwnerDiedError(object_id.hex(), entry.owner[1], detail=message)
-        self.set_object_ready(object_id, ERROR, _pickle_error(err))
-
-    def _on_object_status(self, msg) -> None:
-        object_id = self._status_requests.pop(msg.request_id, None)
-        if object_id is None:
-            return
-        entry = self.refs.objects.get(object_id)
-        if entry is None:
-            return
-        entry.fetching = False
-        if msg.kind == FREED:
-            err = exceptions.ObjectLostError(object_id.hex(), entry.owner[1], detail=(
-                "The owner no longer has this object (it was freed)."))
-            self.set_object_ready(object_id, ERROR, _pickle_error(err))
-        else:
-            self.set_object_ready(object_id, msg.kind, msg.data)
 
     def track_dependencies(self, task, on_ready) -> None:
         """Count ``task.deps`` as used by a pending task; ``on_ready(task)`` once
@@ -439,27 +364,15 @@ class CoreWorker(ObjectApi, Submission):
         """Apply queued ref-count changes and send store frees (lock held)."""
         self.refs.apply_ref_ops()
         self.actors.apply_handle_ops()
-        for object_id, owner in self.refs.take_borrower_releases():
-            try:
-                self.peer(owner[1]).send(m.encode(m.RemoveBorrower(object_id, self.worker_id)))
-            except zmq.ZMQError as exc:
-                log.warning("could not release borrowed %s: %s", object_id.hex(), exc)
+        releases = self.refs.take_borrower_releases()
+        if releases:
+            self.send_borrower_releases(releases)
         freed = self.refs.take_freed_store_objects()
         if freed:
             self.raylet.send(m.encode(m.FreeObjects(freed)))
         releases = self._pending_releases
         while releases:
             self.raylet.send(m.encode(m.ReleaseObject(releases.popleft())))
-
-    def pin_captured_refs(self, refs) -> None:
-        for ref in refs:
-            self.loop.acquire()
-            try:
-                entry = self.refs.entry_for_ref(ref._id, ref._owner)
-                entry.pinned_reason = "captured"
-                entry.escaped = True
-            finally:
-                self.loop.release()
 
     # ------------------------------------------------------------ shutdown ---
     def shutdown(self) -> None:
@@ -502,7 +415,3 @@ def _decode(frame):
     except m.MalformedMessage as exc:
         log.warning("dropped malformed message: %s", exc)
         return None
-
-
-def _pickle_error(err) -> bytes:
-    return serialization.serialize_inline(err, "error")[0]

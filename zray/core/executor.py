@@ -234,8 +234,8 @@ class Executor:
             current_task.reset(token)
             if on_main:
                 self.running = None
-        borrowed = self._still_borrowed(ctx, spec) if ctx.received else ()
-        self._reply(identity, spec, returns, borrowed)
+        borrowed = self.cw.still_held_after_task(ctx, spec) if ctx.received else ()
+        self._reply(identity, spec, returns, borrowed, ctx.returned_refs)
         if spec.kind == NORMAL_TASK and spec.options and self._reached_max_calls(spec):
             exiting = True   # max_calls: this worker retires (Ray frees leaked state this way)
         if exiting:
@@ -257,31 +257,6 @@ class Executor:
             return self._pack_returns(spec, result), False
         except (ActorExit, Exception) as exc:
             return self._returns_for_exception(spec, exc)
-
-    def _still_borrowed(self, ctx, spec) -> list:
-        """Objects of the caller's that this process still holds after the
-        call (kept in actor state, globals, or passed on): the caller counts
-        us as a borrower until we send RemoveBorrower.  Reported once per
-        entry, so the owner's count matches our single release."""
-        cw = self.cw
-        caller = spec.owner_id
-        borrowed = []
-        cw.loop.acquire()
-        try:
-            cw.refs.apply_ref_ops()
-            objects = cw.refs.objects
-            for object_id, owner in ctx.received:
-                if owner[0] != caller:
-                    continue
-                entry = objects.get(object_id)
-                if entry is None or entry.owned or entry.reported:
-                    continue
-                if entry.refs > 0 or entry.escaped:
-                    entry.reported = True
-                    borrowed.append(object_id)
-        finally:
-            cw.loop.release()
-        return borrowed
 
     def _returns_for_exception(self, spec, exc) -> tuple:
         """(returns, exiting) for the exception that ended a call (inside except)."""
@@ -315,18 +290,20 @@ class Executor:
                 self.cw.loop.release()
             os._exit(code)
 
-    def _reply(self, identity, spec, returns, borrowed=()) -> None:
+    def _reply(self, identity, spec, returns, borrowed=(), returned_refs=()) -> None:
         cw = self.cw
-        if self.mode == "threaded" and threading.get_ident() != self._main_thread:
+        reply = m.TaskReply(spec.task_id, _OK, returns, cw.worker_id, borrowed, returned_refs)
+        if (self.mode == "threaded" and threading.get_ident() != self._main_thread
+                and not returned_refs):
             # Pool threads hand replies to the main thread, which sends them in
             # batches, instead of each taking the lock from the polling leader.
-            self._outbox.append((identity, m.TaskReply(spec.task_id, _OK, returns, cw.worker_id,
-                                                        borrowed)))
+            # (A reply handing over refs goes now: a release of ours must not overtake it.)
+            self._outbox.append((identity, reply))
             cw.loop.wake_leader()
             return
         cw.loop.acquire()
         try:
-            cw.reply_to(identity, m.TaskReply(spec.task_id, _OK, returns, cw.worker_id, borrowed))
+            cw.reply_to(identity, reply)
             if self.mode == "async" and threading.get_ident() == self._main_thread:
                 # A send can consume the ZMQ_FD edge the loop's readers wait on.
                 cw.loop.drain_all()
@@ -381,6 +358,7 @@ class Executor:
                 raise ValueError(f"Task '{spec.function_name}' declared num_returns={n} but "
                                  f"returned {len(values)} values")
         returns = []
+        returned_refs = None
         for index, value in enumerate(values):
             if value is None:
                 returns.append((INLINE, _NONE_BLOB))
@@ -388,13 +366,17 @@ class Executor:
             inline, stream, buffers, contained = serialization.serialize(
                 value, f"the return value of '{spec.function_name}'")
             if contained:
-                self.cw.mark_escaped(contained)
+                if returned_refs is None:
+                    returned_refs = []
+                returned_refs.extend((index, ref) for ref in contained)
             if inline is not None:
                 returns.append((INLINE, inline))
             else:
                 object_id = ids.object_id_for_return(spec.task_id, index)
                 size = self.cw.write_to_store(object_id, stream, buffers)
                 returns.append((IN_STORE, (self.cw.node_id, size)))
+        if returned_refs:   # while `values` still holds them (ownership.py, rule 2)
+            current_task.get().returned_refs = self.cw.hand_over_returned_refs(spec, returned_refs)
         return returns
 
     def _task_error(self, spec, exc):
@@ -479,8 +461,8 @@ class Executor:
             returns, exiting = await self._invoke_async(spec)
         finally:
             current_task.reset(token)
-        borrowed = self._still_borrowed(ctx, spec) if ctx.received else ()
-        self._reply(identity, spec, returns, borrowed)
+        borrowed = self.cw.still_held_after_task(ctx, spec) if ctx.received else ()
+        self._reply(identity, spec, returns, borrowed, ctx.returned_refs)
         if exiting:
             self.exit_now(0)
 

@@ -27,7 +27,7 @@ def local_object_summary() -> dict:
             rows.append({"object_id": object_id.hex(), "owned": entry.owned,
                          "local_refs": entry.refs, "task_refs": entry.task_refs,
                          "where": {0: "in-process", 1: "shm", 2: "error"}.get(entry.kind, "pending"),
-                         "pinned": entry.escaped or bool(entry.pinned_reason)})
+                         "pinned": bool(entry.pinned_reason)})
         return {"objects": rows, **cw.refs.stats()}
     finally:
         cw.loop.release()

@@ -14,7 +14,7 @@ from .. import exceptions, ids, serialization
 from ..sockets import messages as m
 from ..sockets.messages import ReturnKind
 from ..store import layout, shm
-from .object_ref import ObjectRef
+from .object_ref import ObjectRef, receiving
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +115,17 @@ class ObjectApi:
 
     def materialize(self, ref, entry):
         kind = entry.kind
-        if kind == INLINE:
-            return _loads(entry.data)
-        if kind == IN_STORE:
-            return self._get_from_store(ref._id)
-        raise error_from_blob(entry.data)
+        if kind == ERROR:
+            raise error_from_blob(entry.data)
+        received = []
+        token = receiving.set(received)
+        try:
+            value = _loads(entry.data) if kind == INLINE else self._get_from_store(ref._id)
+        finally:
+            receiving.reset(token)
+        if received:   # refs inside the value: be counted by their owners first
+            self.borrow_received(received)
+        return value
 
     def _get_from_store(self, object_id: bytes):
         if self._pending_releases:

@@ -7,20 +7,27 @@ core worker applies the queue under its lock.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 
 from .. import serialization
 from . import process_state
 
 
 _current_task = process_state.current_task
+# get() collects the refs it unpickles here, to register with their owners.
+receiving = contextvars.ContextVar("zray_receiving", default=None)
 
 
 def _rebuild_ref(object_id: bytes, owner: tuple):
-    """Unpickling a ref (in a task arg or inside an object) makes a borrower;
-    the running task notes it so its reply can tell the owner what it kept."""
-    ctx = _current_task.get()
-    if ctx is not None and ctx.received is not None:
-        ctx.received.append((object_id, owner))
+    """Unpickling a ref (in a task arg or inside an object) makes a borrower:
+    note it so the owner can be told (see ownership.py)."""
+    sink = receiving.get()
+    if sink is None:
+        ctx = _current_task.get()
+        if ctx is not None:
+            sink = ctx.received
+    if sink is not None:
+        sink.append((object_id, owner))
     return ObjectRef(object_id, owner)
 
 

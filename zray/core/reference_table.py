@@ -20,7 +20,7 @@ ERROR = int(ReturnKind.ERROR)
 
 
 class Entry:
-    __slots__ = ("owned", "refs", "task_refs", "ready", "kind", "data", "escaped",
+    __slots__ = ("owned", "refs", "task_refs", "ready", "kind", "data",
                  "callbacks", "owner", "contained", "fetching", "pinned_reason", "borrowers",
                  "reported")
 
@@ -32,13 +32,12 @@ class Entry:
         self.ready = False
         self.kind = None
         self.data = None
-        self.escaped = False          # a copy of the ref left this process
         self.callbacks = None
         self.contained = None         # ObjectRefs kept alive by this object's value
         self.fetching = False         # borrowed: a status request is out
         self.pinned_reason = None     # e.g. "captured" for refs in a function definition
         self.borrowers = None         # owned: {worker_id: count} of workers still holding it
-        self.reported = False         # borrowed: our owner counts us as a borrower
+        self.reported = 0             # borrowed: times our owner counted us as a borrower
 
 
 class ReferenceTable:
@@ -111,15 +110,17 @@ class ReferenceTable:
 
     def _maybe_free(self, object_id: bytes, entry: Entry) -> None:
         if entry.owned:
-            if (not entry.ready or entry.escaped or entry.pinned_reason or entry.callbacks
-                    or entry.borrowers):
+            if not entry.ready or entry.pinned_reason or entry.callbacks or entry.borrowers:
                 return
             if entry.kind == IN_STORE:
                 self.freed_store_objects.append(object_id)
-        elif entry.escaped:
-            return   # passed on to another process: stays a (permanent) borrower
+            # Drop the refs this value holds now, so their releases join the
+            # ops being applied (the caller may still hold `entry`).
+            entry.contained = None
+        elif entry.pinned_reason:
+            return   # captured in a definition: pinned for the job
         elif entry.reported:
-            self.borrower_releases.append((object_id, entry.owner))
+            self.borrower_releases.append((object_id, entry.owner, entry.reported))
         del self.objects[object_id]
 
     # ----------------------------------------------------------- borrowers ---
@@ -128,14 +129,15 @@ class ReferenceTable:
         if entry is None or not entry.owned:
             return
         self._count_borrower(entry, worker_id, 1)
+        self._free_if_unused(object_id, entry)   # it may cancel an early removal
 
-    def remove_borrower(self, object_id: bytes, worker_id: bytes) -> None:
+    def remove_borrower(self, object_id: bytes, worker_id: bytes, count: int = 1) -> None:
         entry = self.objects.get(object_id)
         if entry is None or not entry.owned:
             return
-        # A removal can overtake the reply that added the borrower (different
-        # connections): counts may go negative and still block freeing.
-        self._count_borrower(entry, worker_id, -1)
+        # A removal can overtake the message that added the borrower (another
+        # connection): counts may go negative and still block freeing.
+        self._count_borrower(entry, worker_id, -count)
         self._free_if_unused(object_id, entry)
 
     def borrower_died(self, worker_id: bytes) -> None:
@@ -162,6 +164,7 @@ class ReferenceTable:
                 self._maybe_free(object_id, entry)
 
     def take_borrower_releases(self) -> list:
+        """[(object id, owner, registrations)] of borrowed objects we let go."""
         releases = self.borrower_releases
         self.borrower_releases = []
         return releases

@@ -34,17 +34,15 @@ class Submission:
         return blob, deps, contained
 
     def _hold_nested(self, contained) -> list:
-        """Refs nested in a task's arguments (lock held): our own ones count as
-        used by the task until its reply, which says whether the worker kept
-        them (then it is a borrower); borrowed ones passed on stay pinned."""
+        """Refs nested in a task's arguments (lock held) count as used by the
+        task until its reply, by which time the worker is counted by their
+        owners if it kept them (ownership.py, rule 1)."""
         nested = []
+        add_task_ref = self.refs.add_task_ref
+        entry_for_ref = self.refs.entry_for_ref
         for ref in contained:
-            entry = self.refs.entry_for_ref(ref._id, ref._owner)
-            if entry.owned:
-                self.refs.add_task_ref(entry)
-                nested.append(ref._id)
-            else:
-                entry.escaped = True
+            add_task_ref(entry_for_ref(ref._id, ref._owner))
+            nested.append(ref._id)
         return nested
 
     def _put_if_large(self, value, deps):
@@ -54,16 +52,6 @@ class Submission:
         if len(blob) <= INLINE_THRESHOLD:
             return value
         return _slot(self.put(value), deps)
-
-    def mark_escaped(self, refs) -> None:
-        """Refs that left this process stay pinned (borrower tracking is next)."""
-        self.loop.acquire()
-        try:
-            for ref in refs:
-                entry = self.refs.entry_for_ref(ref._id, ref._owner)
-                entry.escaped = True
-        finally:
-            self.loop.release()
 
     def _dep_entries(self, deps):
         entry_for_ref = self.refs.entry_for_ref
@@ -121,17 +109,15 @@ class Submission:
         return [ObjectRef(object_id, address, _count=False) for object_id in return_ids]
 
     def build_actor_creation_spec(self, actor_id: bytes, class_id: bytes, class_name: str,
-                                  args, kwargs, options: dict) -> TaskSpec:
-        """Creation spec with arguments already resolved (waits for ref args)."""
+                                  args, kwargs, options: dict) -> tuple:
+        """(creation spec with arguments already resolved, refs to hold while
+        the actor may still read them: see ActorSubmitter.hold_for_creation)."""
         args_blob, deps, contained = self.encode_args(args, kwargs, class_name)
-        if contained:
-            self.mark_escaped(contained)   # the creation reply goes to the GCS, not to us
         resolved = None
         if deps:
             self.get(deps)  # raises the dependency's error if it failed
             from .task_submitter import resolve_args
             resolved, _ = resolve_args(self._dep_entries(deps))
-            self.mark_escaped(deps)  # the actor may keep borrowing them
         self.loop.acquire()
         try:
             ctx = self.task_context()
@@ -139,9 +125,10 @@ class Submission:
             task_id = ids.child_task_id(ctx.task_id, ctx.children)
         finally:
             self.loop.release()
-        return TaskSpec(task_id, ctx.task_id[12:16], ACTOR_CREATION_TASK, class_id, class_name,
+        spec = TaskSpec(task_id, ctx.task_id[12:16], ACTOR_CREATION_TASK, class_id, class_name,
                         args_blob, resolved, 1, self.worker_id, self.endpoint, actor_id, None, 0,
                         options, ctx.task_id)
+        return spec, list(deps) + list(contained)
 
 
 def _has_top_level_ref(args, kwargs) -> bool:

@@ -275,8 +275,8 @@ class TaskSubmitter:
             kq.task_time = 0.7 * kq.task_time + 0.3 * elapsed
             if not (task.retry_exceptions and task.retries_left != 0
                     and self._should_retry(task, msg.returns)):
-                if msg.borrowed:   # before the task's own references go
-                    self.cw.add_borrowers(msg.borrowed, msg.worker_id)
+                if msg.borrowed or msg.contained:   # before the task's own references go
+                    self.cw.accept_reply_refs(msg, task.return_ids)
                 self._finish(task, msg.returns)
             else:
                 task.retries_left -= 1

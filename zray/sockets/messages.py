@@ -65,6 +65,8 @@ class MsgType(enum.IntEnum):
     GET_OBJECT_STATUS = 43
     OBJECT_STATUS_REPLY = 44
     REMOVE_BORROWER = 45
+    ADD_BORROWER = 46
+    BORROWER_ADDED = 47
     # anyone <-> GCS
     GCS_REQUEST = 60
     GCS_REPLY = 61
@@ -251,12 +253,29 @@ class TaskReply(NamedTuple):
     returns: list        # [(ReturnKind, data)] one per return value
     worker_id: bytes
     borrowed: tuple = ()  # object ids of the caller's that the worker still holds
+    # refs inside the returned values: (return index, object id, owner); the
+    # worker already registered the caller as a borrower of the foreign ones
+    contained: tuple = ()
 
 
 class RemoveBorrower(NamedTuple):
     """Borrower -> owner: this worker no longer holds the object."""
     object_id: bytes
     worker_id: bytes
+    count: int = 1        # registrations made for this worker that end now
+
+
+class AddBorrower(NamedTuple):
+    """Anyone -> owner: count ``borrower_id`` as holding the object (a ref was
+    handed to it by someone other than the owner); answered by BorrowerAdded."""
+    request_id: int
+    object_id: bytes
+    borrower_id: bytes
+
+
+class BorrowerAdded(NamedTuple):
+    request_id: int
+    ok: bool              # False: the owner no longer has the object
 
 
 class CancelTask(NamedTuple):
@@ -350,6 +369,8 @@ _CLASSES = {
     MsgType.GET_OBJECT_STATUS: GetObjectStatus,
     MsgType.OBJECT_STATUS_REPLY: ObjectStatusReply,
     MsgType.REMOVE_BORROWER: RemoveBorrower,
+    MsgType.ADD_BORROWER: AddBorrower,
+    MsgType.BORROWER_ADDED: BorrowerAdded,
     MsgType.GCS_REQUEST: GcsRequest,
     MsgType.GCS_REPLY: GcsReply,
     MsgType.REPORT_RESOURCES: ReportResources,

@@ -210,5 +210,5 @@ def test_ref_captured_in_a_remote_function_stays_pinned(cluster):
     box.clear()         # the driver's own ref is gone; the exported definition keeps one
     summary = memory_view.local_object_summary()
     pinned = [o for o in summary["objects"] if o["object_id"] == object_id.hex()]
-    assert pinned and pinned[0]["pinned"]
+    assert pinned and pinned[0]["captured"]
     assert zray.get(total_of_captured.remote(), timeout=30) == expected

@@ -120,3 +120,25 @@ def test_dead_sessions_are_pruned_keeping_the_newest(tmp_path, monkeypatch):
     (alive / launcher.PIDS_FILE).write_text(json.dumps([os.getpid()]))
     assert launcher.prune_dead_sessions(keep=2) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["session_03", "session_04", "session_99"]
+
+
+def test_memory_cli_lists_a_drivers_objects(started_cluster):
+    out = _run_driver(
+        "import subprocess, sys\n"
+        "import numpy as np\n"
+        "ref = zray.put(np.ones(1 << 18))\n"
+        "small = zray.put('x')\n"
+        "run = subprocess.run([sys.executable, '-m', 'zray.cli', 'memory'], capture_output=True,"
+        " text=True, timeout=60)\n"
+        "assert run.returncode == 0, run.stderr\n"
+        "print(ref.hex(), small.hex())\n"
+        "print(run.stdout)\n")
+    first, text = out.split("\n", 1)
+    big_hex, small_hex = first.split()
+    big_line = next(line for line in text.splitlines() if line.startswith(big_hex))
+    assert "shm on node" in big_line and "local (pid" in big_line
+    small_line = next(line for line in text.splitlines() if line.startswith(small_hex))
+    assert "in-process (pid" in small_line
+    assert "spilled in total:" in text
+    stats = _zray("memory", "--stats-only")
+    assert stats.returncode == 0 and stats.stdout.startswith("node ")

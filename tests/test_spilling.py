@@ -5,6 +5,7 @@ import pytest
 
 import zray
 from zray.core import memory_view
+from zray.util import memory_summary
 from conftest import small_store_cluster, wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -18,19 +19,26 @@ def small_store(no_cluster):
         yield
 
 
+def _pattern(i):
+    return (np.arange(50 * MB, dtype=np.uint8) * 7 + i).astype(np.uint8)
+
+
 def test_three_times_capacity_round_trips_and_frees(small_store):
-    refs = [zray.put(np.full(30 * MB, i, dtype=np.uint8)) for i in range(10)]   # 300 MB
-    stats = memory_view.node_stats()
-    assert stats["spilled_objects_total"] > 0 and stats["spilled_objects"] > 0
+    """Issue 3: 3x the store (100 MB) in 50 MB arrays, each back byte-exact,
+    spilling seen in `zray memory`, then store and spill store empty."""
+    refs = [zray.put(_pattern(i)) for i in range(6)]          # 300 MB
+    summary = memory_summary(as_dict=True)
+    spilled_rows = [r for r in summary["objects"] if r["where"].startswith("spilled on node")]
+    assert spilled_rows and all(r["size"] > 50 * MB for r in spilled_rows)
+    assert summary["nodes"][0]["spilled_objects_total"] > 0
     for i, ref in enumerate(refs):
         value = zray.get(ref)
-        assert value.shape == (30 * MB,) and int(value[0]) == i and int(value[-1]) == i
-        assert int(value.sum()) == i * 30 * MB
+        assert np.array_equal(value, _pattern(i))
         del value                     # let the store unpin it, so it can be spilled again
     assert memory_view.node_stats()["restored_objects_total"] > 0
     del refs, ref
-    wait_for(lambda: (lambda s: s["used_bytes"] == 0 and s["spilled_objects"] == 0)(
-        memory_view.node_stats()), 15, "store and spill store to empty")
+    wait_for(lambda: (lambda n: n["used_bytes"] == 0 and n["spilled_objects"] == 0)(
+        memory_summary(as_dict=True)["nodes"][0]), 15, "store and spill store to empty")
 
 
 def test_spilled_object_passed_to_a_task(small_store):
@@ -53,8 +61,8 @@ def test_restore_without_room_raises_object_store_full(small_store):
 
 
 def test_memory_summary_reports_spilling(small_store):
-    from zray.core.memory_view import format_summary
     refs = [zray.put(np.full(30 * MB, i, dtype=np.uint8)) for i in range(5)]
-    text = format_summary(memory_view.node_stats())
+    text = memory_summary()
     assert "spilled now:" in text and "spilled now: 0 object" not in text
+    assert "spilled on node" in text
     del refs

@@ -90,7 +90,7 @@ def init(address: str | None = None, *, num_cpus=None, num_gpus=None, resources=
         return _context()
 
 
-SYSTEM_CONFIG_KEYS = {"object_store_full_timeout_s"}
+SYSTEM_CONFIG_KEYS = {"object_store_full_timeout_s", "object_spilling_config"}
 
 
 def _system_config(kwargs) -> dict:
@@ -102,6 +102,9 @@ def _system_config(kwargs) -> dict:
     if unknown:
         raise ValueError(f"unknown _system_config key(s) {sorted(unknown)}; zray understands "
                          f"{sorted(SYSTEM_CONFIG_KEYS)}")
+    if "object_spilling_config" in config:
+        from .node.launcher import spill_directory
+        spill_directory(config["object_spilling_config"])   # reject a bad one here, not in the raylet
     return config
 
 

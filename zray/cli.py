@@ -98,13 +98,19 @@ def status(address):
 
 @main.command()
 @click.option("--address", default="auto")
-def memory(address):
-    """Object store usage of this host's node."""
+@click.option("--stats-only", is_flag=True, help="Only the per-node totals.")
+@click.option("--limit", default=100, show_default=True, help="Rows of objects to print.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def memory(address, stats_only, limit, as_json):
+    """Objects in the cluster: size, owner, where, references; node totals."""
     import zray
-    from .core import memory_view
+    from .util.memory import memory_summary
     zray.init(address=address)
     try:
-        click.echo(memory_view.format_summary(memory_view.node_stats()))
+        if as_json:
+            click.echo(json.dumps(memory_summary(as_dict=True), indent=1))
+        else:
+            click.echo(memory_summary(stats_only=stats_only, limit=limit))
     finally:
         zray.shutdown()
 

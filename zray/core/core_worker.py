@@ -287,7 +287,7 @@ class CoreWorker(ObjectApi, Submission, Ownership):
             self._on_object_status(msg)
         elif kind is m.RemoveBorrower:   # sent on our connection to a worker we called
             self.refs.remove_borrower(msg.object_id, msg.worker_id, msg.count)
-        elif kind is m.BorrowerAdded:
+        elif kind is m.BorrowerAdded or kind is m.ReferenceSummaryReply:
             self._deliver(msg.request_id, msg)
         else:
             log.warning("unexpected peer message %s", kind.__name__)
@@ -317,6 +317,9 @@ class CoreWorker(ObjectApi, Submission, Ownership):
             self.refs.remove_borrower(msg.object_id, msg.worker_id, msg.count)
         elif kind is m.AddBorrower:
             self._on_add_borrower(identity, msg)
+        elif kind is m.GetReferenceSummary:
+            from .memory_view import reference_summary
+            self.reply_to(identity, m.ReferenceSummaryReply(msg.request_id, reference_summary(self)))
         else:
             log.warning("unexpected router message %s", kind.__name__)
 

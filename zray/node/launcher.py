@@ -125,6 +125,9 @@ def start_node(*, head: bool, session_dir: str, num_cpus: float, num_gpus: float
     full_timeout = (system_config or {}).get("object_store_full_timeout_s")
     if full_timeout is not None:
         cmd += ["--object-store-full-timeout-s", str(float(full_timeout))]
+    spilling = (system_config or {}).get("object_spilling_config")
+    if spilling is not None:
+        cmd += ["--spill-dir", spill_directory(spilling)]
     if head:
         cmd += ["--gcs-ready-file", gcs_ready]
     else:
@@ -135,6 +138,26 @@ def start_node(*, head: bool, session_dir: str, num_cpus: float, num_gpus: float
     with open(os.path.join(session_dir, PIDS_FILE), "w") as f:
         json.dump([p.pid for p in procs], f)
     return NodeProcesses(session_dir, procs, gcs_ready, raylet_ready)
+
+
+def spill_directory(config) -> str:
+    """The directory of Ray's ``object_spilling_config`` (a JSON string or dict
+    ``{"type": "filesystem", "params": {"directory_path": ...}}``); ValueError
+    naming what is wrong otherwise."""
+    if isinstance(config, str):
+        try:
+            config = json.loads(config)
+        except ValueError as exc:
+            raise ValueError(f"object_spilling_config is not valid JSON: {exc}") from None
+    if not isinstance(config, dict) or config.get("type") != "filesystem":
+        raise ValueError("object_spilling_config must be {\"type\": \"filesystem\", \"params\": "
+                         "{\"directory_path\": ...}} (zray spills to LMDB files in that directory)")
+    path = (config.get("params") or {}).get("directory_path")
+    if isinstance(path, (list, tuple)) and path:
+        path = path[0]
+    if not isinstance(path, str) or not path:
+        raise ValueError("object_spilling_config needs params.directory_path (a directory)")
+    return os.path.abspath(path)
 
 
 def _spawn(cmd, out_path, detach: bool):

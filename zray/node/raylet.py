@@ -103,6 +103,7 @@ class Raylet(StoreHandlers):
         self._spill = None
         self.spill_worker = None
         self.spilling: dict = {}                # object id -> size, being written by the spill thread
+        self.spill_failure = None               # (monotonic time, message) of the last failed spill
         self._arena_rw = None
 
         self.router = transport.router(b"raylet")
@@ -212,7 +213,8 @@ class Raylet(StoreHandlers):
     # ------------------------------------------------------------- clients ---
     def on_register(self, identity, msg) -> None:
         self.clients[identity] = {"pid": msg.pid, "is_driver": msg.is_driver, "pins": {},
-                                  "worker_id": msg.worker_id, "job_id": msg.job_id}
+                                  "worker_id": msg.worker_id, "job_id": msg.job_id,
+                                  "endpoint": msg.endpoint}
         if not msg.is_driver:
             info = self.pool.workers.get(msg.worker_id)
             if info is None:
@@ -421,6 +423,9 @@ class Raylet(StoreHandlers):
         stats.update({
             "node_id": self.node_id.hex(),
             "objects": [(oid.hex(), info.size, info.readers) for oid, info in self.store.objects()],
+            "spilled": [(oid.hex(), size) for oid, size in self.spilled.items()],
+            "clients": [(c["worker_id"].hex(), c["pid"], c["endpoint"], c["is_driver"])
+                        for c in self.clients.values()],
             "workers": {w.worker_id.hex(): w.state for w in self.pool.workers.values()},
             "available": res.to_float(self.available), "total": self.total_float,
             "queued_leases": len(self.lease_queue)})
@@ -462,6 +467,8 @@ class Raylet(StoreHandlers):
             self.spill_worker.stop()
         if self._spill is not None:
             self._spill.close()
+            if self.args.spill_dir:    # outside the session directory: ours to remove
+                shutil.rmtree(self._spill.path, ignore_errors=True)
         self.router.close(0)
         self.gcs.close(0)
         shutil.rmtree(self.shm_dir, ignore_errors=True)
@@ -514,6 +521,8 @@ def main(argv=None) -> None:
     parser.add_argument("--object-store-memory", type=int, required=True)
     parser.add_argument("--object-store-full-timeout-s", type=float, default=10.0,
                         help="how long a create waits for space before ObjectStoreFullError")
+    parser.add_argument("--spill-dir", default=None,
+                        help="directory for the LMDB spill store (default: the session directory)")
     parser.add_argument("--ready-file")
     parser.add_argument("--watch-pid", type=int, default=0)
     args = parser.parse_args(argv)

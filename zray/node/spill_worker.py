@@ -22,7 +22,7 @@ class SpillWorker:
     def __init__(self, spill_store):
         self._store = spill_store
         self._requests: queue.Queue = queue.Queue()
-        self.done: deque = deque()            # (object_id, ok)
+        self.done: deque = deque()            # (object_id, True or the error message)
         self.wake_r, self._wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         self._thread = threading.Thread(target=self._run, name="zray-spill", daemon=True)
@@ -40,9 +40,9 @@ class SpillWorker:
             try:
                 self._store.put(object_id, view)
                 ok = True
-            except Exception:
-                log.exception("spilling %s failed", object_id.hex())
-                ok = False
+            except Exception as exc:   # ENOSPC and friends: the raylet reports it
+                log.warning("spilling %s failed: %s", object_id.hex(), exc)
+                ok = f"{type(exc).__name__}: {exc}"
             del view, item
             self.done.append((object_id, ok))
             try:

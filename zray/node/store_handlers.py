@@ -23,6 +23,8 @@ from ..store import ObjectState, shm
 from ..store.spill import SpillStore
 from .spill_worker import SpillWorker
 
+SPILL_RETRY_S = 1.0    # after a failed spill (disk full), wait this long before the next
+
 log = logging.getLogger("zray.raylet")
 
 
@@ -63,7 +65,12 @@ class StoreHandlers:
 
     def _spill_store(self) -> SpillStore:
         if self._spill is None:
-            self._spill = SpillStore(os.path.join(self.session_dir, "spill"))
+            if self.args.spill_dir:
+                path = os.path.join(self.args.spill_dir,
+                                    "zray-spill-" + os.path.basename(self.session_dir))
+            else:
+                path = os.path.join(self.session_dir, "spill")
+            self._spill = SpillStore(path)
             self.spill_worker = SpillWorker(self._spill)
             self.poller.register(self.spill_worker.wake_r, zmq.POLLIN)
         return self._spill
@@ -77,6 +84,9 @@ class StoreHandlers:
         if stats["largest_free_block"] >= needed:
             return True
         coming = stats["free_bytes"] + sum(self.spilling.values())
+        failure = self.spill_failure
+        if failure is not None and time.monotonic() - failure[0] < SPILL_RETRY_S:
+            return False   # the spill store just failed (disk full?): do not spin on it
         for object_id, info in self.store.objects():
             if coming >= needed:
                 break
@@ -92,6 +102,10 @@ class StoreHandlers:
     def on_spills_done(self) -> None:
         for object_id, ok in self.spill_worker.take_done():
             size = self.spilling.pop(object_id)
+            if ok is not True:
+                self.spill_failure = (time.monotonic(), ok)
+                continue
+            self.spill_failure = None
             info = self.store.info(object_id) if self.store.contains(object_id) else None
             if ok and info is not None and not info.readers:
                 self.store.delete(object_id)          # the arena copy goes
@@ -148,17 +162,24 @@ class StoreHandlers:
         pending = self.pending_creates
         if not pending:
             return
+        failure = self.spill_failure
+        if failure is not None and now - failure[0] >= SPILL_RETRY_S and not self.spilling:
+            self.retry_pending_creates()      # try spilling again (disk space may be back)
+            pending = self.pending_creates
         keep = type(pending)()
         for identity, msg, deadline in pending:
             if now < deadline:
                 keep.append((identity, msg, deadline))
                 continue
             stats = self.store.stats()
+            why = ""
+            if self.spill_failure is not None:
+                why = f"; spilling to {self._spill.path} failed: {self.spill_failure[1]}"
             self.send(identity, m.CreateObjectReply(msg.request_id, -1, 8, (
                 f"object store is full: cannot allocate {msg.size} bytes after waiting "
                 f"{self.args.object_store_full_timeout_s:g}s (capacity {stats['capacity']}, "
                 f"used {stats['used_bytes']} by {stats['num_objects']} objects, largest free "
-                f"block {stats['largest_free_block']})")))
+                f"block {stats['largest_free_block']}){why}")))
         self.pending_creates = keep
 
     def drop_pending_creates(self, identity) -> None:

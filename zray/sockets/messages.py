@@ -67,6 +67,8 @@ class MsgType(enum.IntEnum):
     REMOVE_BORROWER = 45
     ADD_BORROWER = 46
     BORROWER_ADDED = 47
+    GET_REFERENCE_SUMMARY = 48
+    REFERENCE_SUMMARY_REPLY = 49
     # anyone <-> GCS
     GCS_REQUEST = 60
     GCS_REPLY = 61
@@ -278,6 +280,16 @@ class BorrowerAdded(NamedTuple):
     ok: bool              # False: the owner no longer has the object
 
 
+class GetReferenceSummary(NamedTuple):
+    """`zray memory` -> any core worker: what its reference table holds."""
+    request_id: int
+
+
+class ReferenceSummaryReply(NamedTuple):
+    request_id: int
+    summary: dict         # see zray.core.memory_view.reference_summary
+
+
 class CancelTask(NamedTuple):
     task_id: bytes
     force: bool
@@ -371,6 +383,8 @@ _CLASSES = {
     MsgType.REMOVE_BORROWER: RemoveBorrower,
     MsgType.ADD_BORROWER: AddBorrower,
     MsgType.BORROWER_ADDED: BorrowerAdded,
+    MsgType.GET_REFERENCE_SUMMARY: GetReferenceSummary,
+    MsgType.REFERENCE_SUMMARY_REPLY: ReferenceSummaryReply,
     MsgType.GCS_REQUEST: GcsRequest,
     MsgType.GCS_REPLY: GcsReply,
     MsgType.REPORT_RESOURCES: ReportResources,

@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from zray.store import layout
 from zray.store.errors import CorruptObjectError
 from zray.store.layout import ALIGN, encode_to_bytes, encoded_size, read_object, write_object
 
@@ -146,3 +147,31 @@ def test_corrupt_headers_are_detected(mutate, message):
 def test_corrupt_object_error_is_a_value_error():
     with pytest.raises(ValueError):
         read_object(b"\0" * 64)
+
+
+def test_large_buffers_are_placed_at_their_source_page_phase():
+    import numpy as np
+    big = np.arange(300_000, dtype=np.int64)[1:]      # starts 8 bytes into its allocation
+    small = b"x" * 100
+    stream, buffers = b"stream", [small, big]
+    phases = layout.source_phases(buffers)
+    assert phases[1] == big.ctypes.data % 4096 // 64 * 64
+    size = layout.encoded_size(len(stream), [len(small), big.nbytes], phases)
+    assert size <= layout.encoded_size(len(stream), [len(small), big.nbytes]) + 4096
+    dest = memoryview(bytearray(size))
+    layout.write_object(dest, stream, buffers, phases)
+    got_stream, got = layout.read_object(dest)
+    assert bytes(got_stream) == b"stream" and bytes(got[0]) == small
+    assert np.array_equal(np.frombuffer(got[1], dtype=np.int64), big)
+    offset = struct.unpack_from("<4Q", dest, 20)[2]     # second buffer's table offset
+    assert offset % 4096 == phases[1] and offset % 64 == 0
+
+
+def test_parallel_copy_of_a_large_buffer_is_exact():
+    import numpy as np
+    big = np.random.default_rng(1).integers(0, 255, (80 << 20) + 12345, dtype=np.uint8)
+    size = layout.encoded_size(0, [big.nbytes])
+    dest = memoryview(bytearray(size))
+    layout.write_object(dest, b"", [big])
+    _, got = layout.read_object(dest)
+    assert np.array_equal(np.frombuffer(got[0], dtype=np.uint8), big)

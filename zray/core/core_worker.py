@@ -18,6 +18,7 @@ from collections import deque
 import itertools
 import logging
 import os
+import time
 
 import zmq
 
@@ -31,6 +32,7 @@ from .function_manager import FunctionManager
 from .object_api import ObjectApi
 from .ownership import Ownership
 from .pending import PENDING as _PENDING, RPC_TIMEOUT_S
+from .pin_cache import PinCache
 from .process_state import current_task  # noqa: F401  (the executor imports it from here)
 from .submission import Submission
 
@@ -72,7 +74,8 @@ class CoreWorker(ObjectApi, Submission, Ownership):
         self._request_ids = itertools.count(1)
         self._replies: dict = {}
         self._reply_callbacks: dict = {}
-        self._pending_releases = deque()   # object ids whose last view died (any thread)
+        self._pending_releases = deque()   # (object id, offset, size) whose last view died (any thread)
+        self.pin_cache = PinCache()
         self.root_context = TaskContext(ids.root_task_id(job_id) if is_driver else
                                         ids.random_unique_id()[:12] + job_id)
         self.actor_id = None
@@ -370,12 +373,20 @@ class CoreWorker(ObjectApi, Submission, Ownership):
         releases = self.refs.take_borrower_releases()
         if releases:
             self.send_borrower_releases(releases)
-        freed = self.refs.take_freed_store_objects()
-        if freed:
-            self.raylet.send(m.encode(m.FreeObjects(freed)))
+        raylet = self.raylet
         releases = self._pending_releases
+        pins = self.pin_cache
+        now = time.monotonic()
         while releases:
-            self.raylet.send(m.encode(m.ReleaseObject(releases.popleft())))
+            object_id, offset, size = releases.popleft()
+            if not pins.keep(object_id, offset, size, now):
+                raylet.send(m.encode(m.ReleaseObject(object_id)))
+        freed = self.refs.take_freed_store_objects()
+        if len(pins):
+            for object_id in pins.expired(now) + (pins.drop(freed) if freed else []):
+                raylet.send(m.encode(m.ReleaseObject(object_id)))
+        if freed:   # after our own pins on them are released: deleted at once
+            raylet.send(m.encode(m.FreeObjects(freed)))
 
     # ------------------------------------------------------------ shutdown ---
     def shutdown(self) -> None:

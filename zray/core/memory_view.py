@@ -150,7 +150,10 @@ def _join(stats: dict, tables: list) -> list:
         row["where"], row["size"] = f"shm on node {node[:12]}", size
     for object_id, size in spilled.items():
         row = row_for(object_id)
-        row["where"], row["size"] = f"spilled on node {node[:12]}", size
+        if object_id in in_shm:     # restored: the spilled copy stays until it is freed
+            row["where"] += " + spilled"
+        else:
+            row["where"], row["size"] = f"spilled on node {node[:12]}", size
     for row in rows.values():
         if row["owner_pid"] is None and row["owner_id"] in pids:
             row["owner_pid"] = pids[row["owner_id"]]

@@ -53,7 +53,8 @@ class ObjectApi:
     def write_to_store(self, object_id: bytes, stream, buffers) -> int:
         """Reserve, write and seal an object in this node's arena; returns its size."""
         lengths = [memoryview(b).nbytes for b in buffers]
-        size = layout.encoded_size(len(stream), lengths)
+        phases = layout.source_phases(buffers) if buffers else None
+        size = layout.encoded_size(len(stream), lengths, phases)
         self.loop.acquire()
         try:
             self.flush_ref_ops()   # let the store free what this process dropped first
@@ -64,7 +65,7 @@ class ObjectApi:
             raise exceptions.ObjectStoreFullError(reply.message)
         if self._store_writer is None:
             self._store_writer = shm.ArenaWriter(self.arena_path, self.arena_capacity)
-        layout.write_object(self._store_writer.view(reply.offset, size), stream, buffers)
+        layout.write_object(self._store_writer.view(reply.offset, size), stream, buffers, phases)
         self.send_raylet(m.SealObject(object_id))
         return size
 
@@ -128,26 +129,33 @@ class ObjectApi:
         return value
 
     def _get_from_store(self, object_id: bytes):
-        if self._pending_releases:
-            # Unpin what we no longer read first: the raylet may need to spill
-            # it to restore this object.
-            self.loop.acquire()
-            try:
+        self.loop.acquire()
+        try:
+            if self._pending_releases:
                 self.flush_ref_ops()
-            finally:
-                self.loop.release()
+            cached = self.pin_cache.take(object_id)
+        finally:
+            self.loop.release()
+        if cached is not None:    # read it moments ago: its pin is still ours
+            return self._read_pinned(object_id, *cached)
         reply = self.raylet_call(lambda rid: m.GetObjectLocal(rid, object_id))
         if reply.offset == -2:
             raise exceptions.ObjectStoreFullError(
                 f"object {object_id.hex()} ({reply.size} bytes) is spilled and cannot be "
-                f"restored: every object in the store is being read (drop some values you "
-                f"got from zray.get, or raise object_store_memory)")
+                f"restored: no room in the object store within object_store_full_timeout_s "
+                f"(the objects in it are being read: drop some values you got from "
+                f"zray.get, or raise object_store_memory)")
         if reply.offset < 0:
             raise exceptions.ObjectLostError(object_id.hex(), detail=(
                 "The object is not in this node's object store (cross-node transfer and "
                 "reconstruction are not available yet)."))
-        view = shm.map_readonly(self.arena_path, reply.offset, reply.size,
-                                lambda: self._pending_releases.append(object_id))
+        return self._read_pinned(object_id, reply.offset, reply.size)
+
+    def _read_pinned(self, object_id: bytes, offset: int, size: int):
+        """The value of a store object we hold a pin on; the pin goes back
+        (to the pin cache) when the last view of it dies."""
+        view = shm.map_readonly(self.arena_path, offset, size,
+                                lambda: self._pending_releases.append((object_id, offset, size)))
         stream, buffers = layout.read_object(view)
         return _loads(stream, buffers)
 

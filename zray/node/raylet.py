@@ -97,6 +97,7 @@ class Raylet(StoreHandlers):
         self.shm_dir = shm_dir
         self.store = ObjectTable(ArenaAllocator(args.object_store_memory))
         self.pending_creates: deque = deque()   # creates waiting for space (FIFO)
+        self.pending_restores: deque = deque()  # gets of spilled objects waiting for space
         self.spilled: dict = {}                 # object id -> size, in the LMDB spill store
         self.spill_counts = {"spilled_objects_total": 0, "spilled_bytes_total": 0,
                              "restored_objects_total": 0, "restored_bytes_total": 0}
@@ -157,7 +158,7 @@ class Raylet(StoreHandlers):
                     log.warning("watched process %s is gone: exiting", watch)
                     break
                 self._report_resources(now)
-                self.expire_pending_creates(now)
+                self.expire_waiting(now)
                 self._check_clients(now)
                 self._reap_idle_workers(now)
                 if self.lease_queue:
@@ -242,8 +243,8 @@ class Raylet(StoreHandlers):
                     self.store.release_reader(object_id)
                 except Exception:
                     break
-        self.drop_pending_creates(identity)
-        self.retry_pending_creates()   # its pins are gone: space may be free now
+        self.drop_waiting(identity)
+        self.serve_waiting()   # its pins are gone: space may be free now
         for lease in [l for l in self.leases.values() if l.client == identity]:
             self._end_lease(lease, kill_worker=False)
         self.lease_queue = deque(r for r in self.lease_queue if r.client != identity)
@@ -428,7 +429,9 @@ class Raylet(StoreHandlers):
                         for c in self.clients.values()],
             "workers": {w.worker_id.hex(): w.state for w in self.pool.workers.values()},
             "available": res.to_float(self.available), "total": self.total_float,
-            "queued_leases": len(self.lease_queue)})
+            "queued_leases": len(self.lease_queue),
+            "waiting_creates": len(self.pending_creates),
+            "waiting_restores": len(self.pending_restores)})
         self.send(identity, m.NodeStatsReply(msg.request_id, stats))
 
     _handlers = {

@@ -1,14 +1,16 @@
 """The raylet's object-store requests (mixin of Raylet: uses its ``store``
 ObjectTable, ``clients`` table and ``send``).
 
-Create reserves space in the arena; under pressure the raylet first spills
-sealed, unread objects (oldest first) to the host's LMDB spill store, then
-waits in a FIFO that is retried whenever space is freed, and only after
-``--object-store-full-timeout-s`` answers with ObjectStoreFullError's
-message naming the sizes (spilling comes next).  Seal makes an object
-readable, Get pins it for a reader (pins are tracked per client so a
-client that dies releases them), Release unpins, Free deletes (deferred
-while readers hold pins).
+Create reserves space in the arena.  Under pressure the raylet first drops
+arena copies that also have a spilled copy (restored objects: free), then
+spills sealed, unread objects (oldest first) to the host's LMDB spill store
+on the spill thread; the create waits in a FIFO served whenever space is
+freed, and only after ``--object-store-full-timeout-s`` is answered with
+ObjectStoreFullError's message naming the sizes (and a spill failure, if
+any).  Seal makes an object readable; Get pins it for a reader (pins are
+tracked per client so a client that dies releases them) and restores a
+spilled object first, waiting like a create when there is no room; Release
+unpins; Free deletes every copy (the arena one deferred while read).
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ class StoreHandlers:
                 f"object of {msg.size} bytes can never fit: the object store holds "
                 f"{capacity} bytes (set object_store_memory higher)")))
             return
-        if self.pending_creates or not self._try_create(identity, msg):
+        if self.pending_creates or self.pending_restores or not self._try_create(identity, msg):
             deadline = time.monotonic() + self.args.object_store_full_timeout_s
             self.pending_creates.append((identity, msg, deadline))
 
@@ -76,22 +78,31 @@ class StoreHandlers:
         return self._spill
 
     def _make_room(self, needed: int) -> bool:
-        """True if a block of ``needed`` bytes is free now.  Otherwise start
-        spilling sealed objects nobody reads (oldest first) on the spill
-        thread until enough bytes are on their way out; the create waits and
-        is retried when they finish."""
-        stats = self.store.stats()
+        """True if a block of ``needed`` bytes is free now.  Otherwise drop
+        arena copies that are also spilled, then start spilling sealed objects
+        nobody reads (oldest first) on the spill thread until enough bytes are
+        on their way out; the waiting request is served when they finish."""
+        store = self.store
+        stats = store.stats()
         if stats["largest_free_block"] >= needed:
             return True
+        spilled = self.spilled
+        if spilled:
+            for object_id, info in list(store.objects()):
+                if object_id in spilled and info.state == ObjectState.SEALED and not info.readers:
+                    store.delete(object_id)
+                    if store.stats()["largest_free_block"] >= needed:
+                        return True
+            stats = store.stats()
         coming = stats["free_bytes"] + sum(self.spilling.values())
         failure = self.spill_failure
         if failure is not None and time.monotonic() - failure[0] < SPILL_RETRY_S:
             return False   # the spill store just failed (disk full?): do not spin on it
-        for object_id, info in self.store.objects():
+        for object_id, info in store.objects():
             if coming >= needed:
                 break
             if (info.state != ObjectState.SEALED or info.readers or info.pending_delete
-                    or object_id in self.spilling):
+                    or object_id in self.spilling or object_id in spilled):
                 continue
             self._spill_store()
             self.spilling[object_id] = info.size
@@ -107,50 +118,43 @@ class StoreHandlers:
                 continue
             self.spill_failure = None
             info = self.store.info(object_id) if self.store.contains(object_id) else None
-            if ok and info is not None and not info.readers:
+            if info is not None and not info.readers:
                 self.store.delete(object_id)          # the arena copy goes
                 self.spilled[object_id] = size
                 self.spill_counts["spilled_objects_total"] += 1
                 self.spill_counts["spilled_bytes_total"] += size
-            elif ok:                                   # freed, or read meanwhile
+            else:                                      # freed, or read meanwhile
                 self._spill.delete(object_id)
-        self.retry_pending_creates()
-
-    def _make_room_now(self, needed: int) -> bool:
-        """Synchronous variant for a restore that a reader waits on."""
-        while not self._make_room(needed):
-            if not self.spilling:
-                return False
-            deadline = time.monotonic() + self.args.object_store_full_timeout_s
-            while self.spilling and time.monotonic() < deadline:
-                if not self.spill_worker.done:
-                    time.sleep(0.001)
-                    continue
-                self.on_spills_done()
-            if self.spilling:
-                return False
-        return True
+        self.serve_waiting()
 
     def _restore(self, object_id: bytes) -> bool:
-        """Bring a spilled object back into the arena (sealed); False if no room."""
+        """Bring a spilled object back into the arena (sealed); False if it
+        must wait for room.  The spilled copy stays until the object is freed,
+        so evicting the restored copy again costs nothing (as Ray does)."""
         size = self.spilled[object_id]
+        if not self._make_room(size):
+            return False
         offset = self.store.create(object_id, size)
-        if offset is None and self._make_room_now(size):
-            offset = self.store.create(object_id, size)
         if offset is None:
             return False
         view = self._arena_view(offset, size)
         self._spill_store().read_into(object_id, view)
         del view
         self.store.seal(object_id)
-        self._spill_store().delete(object_id)
-        del self.spilled[object_id]
         self.spill_counts["restored_objects_total"] += 1
         self.spill_counts["restored_bytes_total"] += size
         return True
 
-    def retry_pending_creates(self) -> None:
-        """Space was freed: serve waiting creates in arrival order."""
+    def serve_waiting(self) -> None:
+        """Space may be free: serve waiting restores, then creates, in arrival order."""
+        restores = self.pending_restores
+        while restores:
+            identity, msg, _ = restores[0]
+            if msg.object_id in self.spilled and not self.store.contains(msg.object_id):
+                if not self._restore(msg.object_id):
+                    return
+            restores.popleft()
+            self._serve_get(identity, msg)
         pending = self.pending_creates
         while pending:
             identity, msg, _ = pending[0]
@@ -158,33 +162,44 @@ class StoreHandlers:
                 return
             pending.popleft()
 
-    def expire_pending_creates(self, now: float) -> None:
-        pending = self.pending_creates
-        if not pending:
+    def expire_waiting(self, now: float) -> None:
+        """Answer waits that passed their deadline with ObjectStoreFullError's message."""
+        if not self.pending_creates and not self.pending_restores:
             return
         failure = self.spill_failure
         if failure is not None and now - failure[0] >= SPILL_RETRY_S and not self.spilling:
-            self.retry_pending_creates()      # try spilling again (disk space may be back)
-            pending = self.pending_creates
-        keep = type(pending)()
-        for identity, msg, deadline in pending:
+            self.serve_waiting()      # try spilling again (disk space may be back)
+        why = ""
+        if self.spill_failure is not None:
+            why = f"; spilling to {self._spill.path} failed: {self.spill_failure[1]}"
+        timeout = self.args.object_store_full_timeout_s
+        keep = type(self.pending_restores)()
+        for identity, msg, deadline in self.pending_restores:
+            if now < deadline:
+                keep.append((identity, msg, deadline))
+                continue
+            size = self.spilled.get(msg.object_id, 0)
+            self.send(identity, m.GetObjectLocalReply(msg.request_id, msg.object_id, -2, size))
+        self.pending_restores = keep
+        keep = type(self.pending_creates)()
+        for identity, msg, deadline in self.pending_creates:
             if now < deadline:
                 keep.append((identity, msg, deadline))
                 continue
             stats = self.store.stats()
-            why = ""
-            if self.spill_failure is not None:
-                why = f"; spilling to {self._spill.path} failed: {self.spill_failure[1]}"
             self.send(identity, m.CreateObjectReply(msg.request_id, -1, 8, (
                 f"object store is full: cannot allocate {msg.size} bytes after waiting "
-                f"{self.args.object_store_full_timeout_s:g}s (capacity {stats['capacity']}, "
-                f"used {stats['used_bytes']} by {stats['num_objects']} objects, largest free "
-                f"block {stats['largest_free_block']}){why}")))
+                f"{timeout:g}s (capacity {stats['capacity']}, used {stats['used_bytes']} by "
+                f"{stats['num_objects']} objects, largest free block "
+                f"{stats['largest_free_block']}){why}")))
         self.pending_creates = keep
 
-    def drop_pending_creates(self, identity) -> None:
+    def drop_waiting(self, identity) -> None:
+        """A client went away: forget its waiting requests."""
         self.pending_creates = type(self.pending_creates)(
             item for item in self.pending_creates if item[0] != identity)
+        self.pending_restores = type(self.pending_restores)(
+            item for item in self.pending_restores if item[0] != identity)
 
     def on_seal_object(self, identity, msg) -> None:
         try:
@@ -193,11 +208,15 @@ class StoreHandlers:
             log.warning("seal of %s failed: %s", msg.object_id.hex(), exc)
 
     def on_get_object(self, identity, msg) -> None:
-        if msg.object_id in self.spilled and not self._restore(msg.object_id):
-            # offset -2: spilled, and no room to bring it back right now.
-            self.send(identity, m.GetObjectLocalReply(msg.request_id, msg.object_id, -2,
-                                                      self.spilled[msg.object_id]))
-            return
+        object_id = msg.object_id
+        if object_id in self.spilled and not self.store.contains(object_id):
+            if self.pending_restores or not self._restore(object_id):
+                deadline = time.monotonic() + self.args.object_store_full_timeout_s
+                self.pending_restores.append((identity, msg, deadline))
+                return
+        self._serve_get(identity, msg)
+
+    def _serve_get(self, identity, msg) -> None:
         pinned = self.store.pin_reader(msg.object_id)
         if pinned is None:
             self.send(identity, m.GetObjectLocalReply(msg.request_id, msg.object_id, -1, 0))
@@ -224,12 +243,12 @@ class StoreHandlers:
             self.store.release_reader(msg.object_id)
         except Exception as exc:
             log.warning("release of %s failed: %s", msg.object_id.hex(), exc)
-        self.retry_pending_creates()
+        self.serve_waiting()
 
     def on_free_objects(self, identity, msg) -> None:
         for object_id in msg.object_ids:
             if self.spilled.pop(object_id, None) is not None:
                 self._spill_store().delete(object_id)
-            else:
+            if self.store.contains(object_id):
                 self.store.delete(object_id)
-        self.retry_pending_creates()
+        self.serve_waiting()

@@ -23,6 +23,7 @@ mapping the buffers are read-only, and numpy arrays rebuilt from them have
 
 from __future__ import annotations
 
+import os
 import pickle
 import struct
 
@@ -35,22 +36,51 @@ VERSION = 1
 _FIXED = struct.Struct("<4sB3xIQ")  # magic, version, n_buffers, stream_len
 _ENTRY_SIZE = 16  # (offset uint64, length uint64) per buffer
 _GIL_FREE_COPY_MIN = 1 << 20  # copies at least this large go through numpy
+_PHASE_MIN = 1 << 20          # buffers at least this large get a page phase (see _plan)
+_PAGE = 4096
+_PARALLEL_COPY_MIN = 64 << 20  # copies at least this large use several threads
 
 
 def _align_up(n: int, align: int = ALIGN) -> int:
     return (n + align - 1) // align * align
 
 
-def _plan(stream_len: int, buffer_lens: list[int]) -> tuple[int, list[int], int]:
-    """Return (stream_offset, buffer_offsets, total_size) for the given lengths."""
+def _plan(stream_len: int, buffer_lens: list[int], phases=None) -> tuple[int, list[int], int]:
+    """Return (stream_offset, buffer_offsets, total_size) for the given lengths.
+
+    ``phases`` (from ``source_phases``): for each large buffer, where in a page
+    its source starts.  The buffer is then placed at the same phase (objects
+    start page-aligned), so a copy never writes just ahead of where it reads
+    within a page (4K aliasing: measured 22 vs 31-37 GB/s for 800 MB here).
+    Costs at most a page of padding per large buffer."""
     stream_offset = _FIXED.size + _ENTRY_SIZE * len(buffer_lens)
     end = stream_offset + stream_len
     offsets = []
-    for length in buffer_lens:
+    for index, length in enumerate(buffer_lens):
         start = _align_up(end)
+        phase = phases[index] if phases is not None else None
+        if phase is not None and length >= _PHASE_MIN:
+            start += (phase - start) % _PAGE
         offsets.append(start)
         end = start + length
     return stream_offset, offsets, end
+
+
+def source_phases(buffers: list) -> list | None:
+    """Per buffer: its address modulo a page, rounded down to ALIGN (None if unknown)."""
+    try:
+        import numpy as np
+    except ImportError:
+        return None
+    phases = []
+    for buf in buffers:
+        try:
+            address = np.frombuffer(_as_byte_view(buf), dtype=np.uint8).ctypes.data
+        except (TypeError, ValueError):
+            phases.append(None)
+            continue
+        phases.append(address % _PAGE // ALIGN * ALIGN)
+    return phases
 
 
 def _pack_header(stream_len: int, offsets: list[int], buffer_lens: list[int]) -> bytes:
@@ -71,12 +101,46 @@ def _copy_into(dest: memoryview, start: int, src: memoryview) -> None:
         if np is not None:
             # numpy's copy releases the GIL (memoryview slice assignment holds it for
             # ~70 ms per 800 MB), so a worker's IO thread keeps serving during big puts.
-            np.copyto(
-                np.frombuffer(dest[start : start + n], dtype=np.uint8),
-                np.frombuffer(src, dtype=np.uint8),
-            )
+            to = np.frombuffer(dest[start : start + n], dtype=np.uint8)
+            frm = np.frombuffer(src, dtype=np.uint8)
+            if n >= _PARALLEL_COPY_MIN and _copy_threads() > 1:
+                _parallel_copy(np, to, frm, n)
+            else:
+                np.copyto(to, frm)
             return
     dest[start : start + n] = src
+
+
+# One thread alone does not saturate memory here: two copy 12 -> 21 GB/s
+# (real data) and 40 -> 60 GB/s (zero pages) for 800 MB (as Ray's memcopy_threads).
+_copy_pool = None
+
+
+def _copy_threads() -> int:
+    return min(4, os.cpu_count() or 1)
+
+
+def _parallel_copy(np, to, frm, n: int) -> None:
+    global _copy_pool
+    if _copy_pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _copy_pool = ThreadPoolExecutor(_copy_threads() - 1, thread_name_prefix="zray-copy")
+    parts = _copy_threads()
+    step = _align_up(-(-n // parts), _PAGE)
+    bounds = [(a, min(a + step, n)) for a in range(0, n, step)]
+    futures = [_copy_pool.submit(np.copyto, to[a:b], frm[a:b]) for a, b in bounds[1:]]
+    a, b = bounds[0]
+    np.copyto(to[a:b], frm[a:b])
+    for future in futures:
+        future.result()
+
+
+def _forget_copy_pool() -> None:   # a forked child does not inherit the pool's threads
+    global _copy_pool
+    _copy_pool = None
+
+
+os.register_at_fork(after_in_child=_forget_copy_pool)
 
 
 def _as_byte_view(buf) -> memoryview:
@@ -97,16 +161,17 @@ def _as_byte_dest(dest) -> memoryview:
     return mv
 
 
-def encoded_size(stream_len: int, buffer_lens: list[int]) -> int:
+def encoded_size(stream_len: int, buffer_lens: list[int], phases=None) -> int:
     """Total bytes the object occupies: header + stream + 64-aligned buffers."""
-    return _plan(stream_len, list(buffer_lens))[2]
+    return _plan(stream_len, list(buffer_lens), phases)[2]
 
 
-def write_object(dest: memoryview, stream, buffers: list) -> int:
+def write_object(dest: memoryview, stream, buffers: list, phases=None) -> int:
     """Write header + stream + buffers into dest; return the number of bytes written.
 
-    dest must be writable and at least encoded_size(...) long.  Each piece is copied
-    with one memcpy (numpy's, without the GIL, for pieces of 1 MiB and more).
+    dest must be writable and at least encoded_size(..., phases) long.  Each
+    piece is copied with memcpy (numpy's, without the GIL, for pieces of 1 MiB
+    and more; split over threads from 64 MiB).
     """
     dest = _as_byte_dest(dest)
     if dest.readonly:
@@ -114,7 +179,7 @@ def write_object(dest: memoryview, stream, buffers: list) -> int:
     stream_view = _as_byte_view(stream)
     views = [_as_byte_view(b) for b in buffers]
     lens = [v.nbytes for v in views]
-    stream_offset, offsets, total = _plan(stream_view.nbytes, lens)
+    stream_offset, offsets, total = _plan(stream_view.nbytes, lens, phases)
     if dest.nbytes < total:
         raise ValueError(
             f"write_object: destination holds {dest.nbytes} bytes, object needs {total}"

@@ -15,6 +15,14 @@ MB = 1 << 20
 
 @pytest.fixture()
 def small_store(no_cluster):
+    # Spills go to disk, which on this VM can stall for seconds while it
+    # writes back: give creates room to wait (the failure tests use 2 s).
+    with small_store_cluster(100, 20):
+        yield
+
+
+@pytest.fixture()
+def small_store_quick_full(no_cluster):
     with small_store_cluster(100, 2):
         yield
 
@@ -51,7 +59,7 @@ def test_spilled_object_passed_to_a_task(small_store):
     assert zray.get([first_byte.remote(r) for r in refs], timeout=60) == [0, 1, 2, 3, 4]
 
 
-def test_restore_without_room_raises_object_store_full(small_store):
+def test_restore_without_room_raises_object_store_full(small_store_quick_full):
     refs = [zray.put(np.full(30 * MB, i, dtype=np.uint8)) for i in range(4)]
     held = [zray.get(r) for r in refs[1:]]      # 90 MB pinned by our views
     with pytest.raises(zray.exceptions.ObjectStoreFullError, match="cannot be restored"):

@@ -145,6 +145,9 @@ class ObjectApi:
                 f"restored: no room in the object store within object_store_full_timeout_s "
                 f"(the objects in it are being read: drop some values you got from "
                 f"zray.get, or raise object_store_memory)")
+        if reply.offset == -3:
+            raise exceptions.ObjectLostError(object_id.hex(), detail=(
+                "Reading the object back from the spill store failed (the raylet log says why)."))
         if reply.offset < 0:
             raise exceptions.ObjectLostError(object_id.hex(), detail=(
                 "The object is not in this node's object store (cross-node transfer and "

@@ -103,6 +103,9 @@ class Raylet(StoreHandlers):
                              "restored_objects_total": 0, "restored_bytes_total": 0}
         self._spill = None
         self.spill_worker = None
+        self.restore_worker = None
+        self.restoring: dict = {}               # object id -> size, being read back by the restore thread
+        self.restore_failures: dict = {}        # object id -> error, for the gets waiting on it
         self.spilling: dict = {}                # object id -> size, being written by the spill thread
         self.spill_failure = None               # (monotonic time, message) of the last failed spill
         self._arena_rw = None
@@ -148,6 +151,8 @@ class Raylet(StoreHandlers):
                     self._drain_gcs()
                 elif self.spill_worker is not None and sock == self.spill_worker.wake_r:
                     self.on_spills_done()
+                elif self.restore_worker is not None and sock == self.restore_worker.wake_r:
+                    self.on_restores_done()
                 else:
                     for event in self.pool.read_events():
                         self._on_pool_event(event)
@@ -466,8 +471,9 @@ class Raylet(StoreHandlers):
         except zmq.ZMQError:
             pass
         self.pool.shutdown()
-        if self.spill_worker is not None:
-            self.spill_worker.stop()
+        for worker in (self.spill_worker, self.restore_worker):
+            if worker is not None:
+                worker.stop()
         if self._spill is not None:
             self._spill.close()
             if self.args.spill_dir:    # outside the session directory: ours to remove

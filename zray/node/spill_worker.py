@@ -1,11 +1,12 @@
-"""The raylet's spill thread: writes objects from the arena into the LMDB
-spill store off the raylet's request path.
+"""The raylet's disk threads: one writes objects from the arena into the
+LMDB spill store, one reads spilled objects back into the arena, both off
+the raylet's request path.
 
-The raylet hands it (object_id, arena view); the thread writes the bytes and
-reports the object id back through ``done`` plus a byte on a pipe the
-raylet's poller watches.  The raylet decides afterwards whether the arena
-copy can go (nobody started reading it meanwhile) or the spilled copy must
-(the object was freed or is in use).
+The raylet hands a thread (object_id, arena view); the thread runs its
+operation (``SpillStore.put`` or ``SpillStore.read_into``) and reports the
+object id back through ``done`` plus a byte on a pipe the raylet's poller
+watches.  The raylet decides afterwards what the result means (drop the
+arena copy, seal the restored object, or report the failure).
 """
 from __future__ import annotations
 
@@ -19,13 +20,13 @@ log = logging.getLogger("zray.raylet")
 
 
 class SpillWorker:
-    def __init__(self, spill_store):
-        self._store = spill_store
+    def __init__(self, operation, name: str = "zray-spill"):
+        self._operation = operation             # (object_id, view) -> None; raises on failure
         self._requests: queue.Queue = queue.Queue()
         self.done: deque = deque()            # (object_id, True or the error message)
         self.wake_r, self._wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
-        self._thread = threading.Thread(target=self._run, name="zray-spill", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def submit(self, object_id: bytes, view: memoryview) -> None:
@@ -38,10 +39,10 @@ class SpillWorker:
                 return
             object_id, view = item
             try:
-                self._store.put(object_id, view)
+                self._operation(object_id, view)
                 ok = True
             except Exception as exc:   # ENOSPC and friends: the raylet reports it
-                log.warning("spilling %s failed: %s", object_id.hex(), exc)
+                log.warning("%s of %s failed: %s", self._thread.name, object_id.hex(), exc)
                 ok = f"{type(exc).__name__}: {exc}"
             del view, item
             self.done.append((object_id, ok))

@@ -73,8 +73,10 @@ class StoreHandlers:
             else:
                 path = os.path.join(self.session_dir, "spill")
             self._spill = SpillStore(path)
-            self.spill_worker = SpillWorker(self._spill)
+            self.spill_worker = SpillWorker(self._spill.put, "zray-spill")
             self.poller.register(self.spill_worker.wake_r, zmq.POLLIN)
+            self.restore_worker = SpillWorker(self._spill.read_into, "zray-restore")
+            self.poller.register(self.restore_worker.wake_r, zmq.POLLIN)
         return self._spill
 
     def _make_room(self, needed: int) -> bool:
@@ -127,40 +129,65 @@ class StoreHandlers:
                 self._spill.delete(object_id)
         self.serve_waiting()
 
-    def _restore(self, object_id: bytes) -> bool:
-        """Bring a spilled object back into the arena (sealed); False if it
-        must wait for room.  The spilled copy stays until the object is freed,
-        so evicting the restored copy again costs nothing (as Ray does)."""
+    def _start_restore(self, object_id: bytes) -> bool:
+        """Reserve arena space for a spilled object and have the restore thread
+        read it in; False if there is no room yet.  The spilled copy stays
+        until the object is freed, so evicting it again costs nothing (as Ray)."""
         size = self.spilled[object_id]
         if not self._make_room(size):
             return False
         offset = self.store.create(object_id, size)
         if offset is None:
             return False
-        view = self._arena_view(offset, size)
-        self._spill_store().read_into(object_id, view)
-        del view
-        self.store.seal(object_id)
-        self.spill_counts["restored_objects_total"] += 1
-        self.spill_counts["restored_bytes_total"] += size
+        self.restoring[object_id] = size
+        self.restore_worker.submit(object_id, self._arena_view(offset, size))
         return True
 
+    def on_restores_done(self) -> None:
+        for object_id, ok in self.restore_worker.take_done():
+            size = self.restoring.pop(object_id)
+            if ok is True:
+                self.store.seal(object_id)   # freed meanwhile: seal frees it
+                self.spill_counts["restored_objects_total"] += 1
+                self.spill_counts["restored_bytes_total"] += size
+            else:
+                log.warning("restore of %s failed: %s", object_id.hex(), ok)
+                if self.store.contains(object_id):
+                    self.store.abort(object_id)
+                else:
+                    self.store.seal(object_id)
+                self.restore_failures[object_id] = ok
+        self.serve_waiting()
+
     def serve_waiting(self) -> None:
-        """Space may be free: serve waiting restores, then creates, in arrival order."""
-        restores = self.pending_restores
-        while restores:
-            identity, msg, _ = restores[0]
-            if msg.object_id in self.spilled and not self.store.contains(msg.object_id):
-                if not self._restore(msg.object_id):
-                    return
-            restores.popleft()
-            self._serve_get(identity, msg)
+        """Space may be free or restores finished: serve waiting gets of
+        spilled objects, then creates, in arrival order."""
+        if self.pending_restores:
+            self._serve_waiting_restores()
         pending = self.pending_creates
         while pending:
             identity, msg, _ = pending[0]
             if not self._try_create(identity, msg):
                 return
             pending.popleft()
+
+    def _serve_waiting_restores(self) -> None:
+        keep = type(self.pending_restores)()
+        room = True      # a restore that found no room blocks later ones (FIFO)
+        for item in self.pending_restores:
+            identity, msg, _ = item
+            object_id = msg.object_id
+            if object_id in self.restoring:
+                keep.append(item)
+            elif object_id in self.spilled and not self.store.contains(object_id):
+                if room and self._start_restore(object_id):
+                    keep.append(item)
+                else:
+                    room = False
+                    keep.append(item)
+            else:
+                self._serve_get(identity, msg)
+        self.pending_restores = keep
 
     def expire_waiting(self, now: float) -> None:
         """Answer waits that passed their deadline with ObjectStoreFullError's message."""
@@ -175,7 +202,7 @@ class StoreHandlers:
         timeout = self.args.object_store_full_timeout_s
         keep = type(self.pending_restores)()
         for identity, msg, deadline in self.pending_restores:
-            if now < deadline:
+            if now < deadline or msg.object_id in self.restoring:
                 keep.append((identity, msg, deadline))
                 continue
             size = self.spilled.get(msg.object_id, 0)
@@ -209,14 +236,21 @@ class StoreHandlers:
 
     def on_get_object(self, identity, msg) -> None:
         object_id = msg.object_id
-        if object_id in self.spilled and not self.store.contains(object_id):
-            if self.pending_restores or not self._restore(object_id):
-                deadline = time.monotonic() + self.args.object_store_full_timeout_s
-                self.pending_restores.append((identity, msg, deadline))
-                return
+        if object_id in self.restoring or (object_id in self.spilled
+                                           and not self.store.contains(object_id)):
+            # Read back on the restore thread; the get is answered when it is in.
+            deadline = time.monotonic() + self.args.object_store_full_timeout_s
+            self.pending_restores.append((identity, msg, deadline))
+            self._serve_waiting_restores()
+            return
         self._serve_get(identity, msg)
 
     def _serve_get(self, identity, msg) -> None:
+        failure = self.restore_failures.pop(msg.object_id, None)
+        if failure is not None:
+            self.send(identity, m.GetObjectLocalReply(msg.request_id, msg.object_id, -3, 0))
+            log.warning("get of %s: its restore failed: %s", msg.object_id.hex(), failure)
+            return
         pinned = self.store.pin_reader(msg.object_id)
         if pinned is None:
             self.send(identity, m.GetObjectLocalReply(msg.request_id, msg.object_id, -1, 0))

@@ -207,7 +207,7 @@ class GetObjectLocal(NamedTuple):
 class GetObjectLocalReply(NamedTuple):
     request_id: int
     object_id: bytes
-    offset: int          # -1: not in this node's store; -2: spilled, no room to restore
+    offset: int          # -1: not in this node's store; -2: spilled, no room to restore; -3: restore failed
     size: int
 
 

@@ -30,21 +30,28 @@ class SpillWorker:
         self._thread.start()
 
     def submit(self, object_id: bytes, view: memoryview) -> None:
-        self._requests.put((object_id, view))
+        self._requests.put((object_id, view, self._operation))
+
+    def submit_delete(self, spill_store, object_id: bytes) -> None:
+        """Delete a spilled copy on this thread, in order with its writes (an
+        LMDB write transaction on the raylet thread would wait for ours)."""
+        self._requests.put((object_id, None, _Delete(spill_store)))
 
     def _run(self) -> None:
         while True:
             item = self._requests.get()
             if item is None:
                 return
-            object_id, view = item
+            object_id, view, operation = item
             try:
-                self._operation(object_id, view)
+                operation(object_id, view)
                 ok = True
             except Exception as exc:   # ENOSPC and friends: the raylet reports it
                 log.warning("%s of %s failed: %s", self._thread.name, object_id.hex(), exc)
                 ok = f"{type(exc).__name__}: {exc}"
             del view, item
+            if type(operation) is _Delete:
+                continue
             self.done.append((object_id, ok))
             try:
                 os.write(self._wake_w, b"x")
@@ -69,3 +76,11 @@ class SpillWorker:
                 os.close(fd)
             except OSError:
                 pass
+
+
+class _Delete:
+    def __init__(self, spill_store):
+        self._store = spill_store
+
+    def __call__(self, object_id, _view) -> None:
+        self._store.delete(object_id)

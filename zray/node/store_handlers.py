@@ -126,7 +126,7 @@ class StoreHandlers:
                 self.spill_counts["spilled_objects_total"] += 1
                 self.spill_counts["spilled_bytes_total"] += size
             else:                                      # freed, or read meanwhile
-                self._spill.delete(object_id)
+                self.spill_worker.submit_delete(self._spill, object_id)
         self.serve_waiting()
 
     def _start_restore(self, object_id: bytes) -> bool:
@@ -282,7 +282,8 @@ class StoreHandlers:
     def on_free_objects(self, identity, msg) -> None:
         for object_id in msg.object_ids:
             if self.spilled.pop(object_id, None) is not None:
-                self._spill_store().delete(object_id)
+                spill_store = self._spill_store()
+                self.spill_worker.submit_delete(spill_store, object_id)
             if self.store.contains(object_id):
                 self.store.delete(object_id)
         self.serve_waiting()

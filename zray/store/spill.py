@@ -3,50 +3,86 @@
 Key layout (one LMDB environment per host, under the session directory):
     object_id + b"#"                -> 8-byte little-endian total size
     object_id + 4-byte chunk index  -> up to CHUNK_BYTES (16 MiB) of the object
-Values are chunked so one object never needs one giant LMDB page run; the
-map grows (doubling) when full.  Writes use sync=False (spilled objects do
-not outlive the session) and one transaction per object.
+Values are chunked so one object never needs one giant LMDB page run.  The
+map starts large (address space only: without writemap LMDB does not grow
+the file to it) and doubles when full; growing waits until no transaction
+is open on any thread (LMDB invalidates them: the raylet reads on its
+restore thread while its spill thread writes).  Writes use sync=False
+(spilled objects do not outlive the session) and one transaction per object.
 """
 from __future__ import annotations
+
+import contextlib
+import threading
 
 import lmdb
 
 CHUNK_BYTES = 16 << 20   # measured: 4-16 MiB chunks write 2-4x faster than 64 MiB
+DEFAULT_MAP_SIZE = 64 << 30
 _SIZE_SUFFIX = b"#"
 
 
 class SpillStore:
-    def __init__(self, path: str, map_size: int = 1 << 30):
+    def __init__(self, path: str, map_size: int = DEFAULT_MAP_SIZE):
         self.path = path
         self._env = lmdb.open(path, map_size=map_size, subdir=True, sync=False,
                               metasync=False, readahead=False, max_dbs=0)
         self.num_objects = 0
         self.bytes = 0
+        self._txns = threading.Condition()
+        self._open_txns = 0
+        self._growing = False
+
+    @contextlib.contextmanager
+    def _txn(self, write: bool = False, buffers: bool = False):
+        with self._txns:
+            while self._growing:
+                self._txns.wait()
+            self._open_txns += 1
+        try:
+            with self._env.begin(write=write, buffers=buffers) as txn:
+                yield txn
+        finally:
+            with self._txns:
+                self._open_txns -= 1
+                if not self._open_txns:
+                    self._txns.notify_all()
+
+    def _grow(self) -> None:
+        with self._txns:
+            self._growing = True
+            try:
+                while self._open_txns:
+                    self._txns.wait()
+                self._env.set_mapsize(self._env.info()["map_size"] * 2)
+            finally:
+                self._growing = False
+                self._txns.notify_all()
 
     def put(self, object_id: bytes, data: memoryview) -> None:
         data = memoryview(data).cast("B")
         while True:
             try:
-                with self._env.begin(write=True) as txn:
+                with self._txn(write=True) as txn:
                     txn.put(object_id + _SIZE_SUFFIX, len(data).to_bytes(8, "little"))
                     for index, start in enumerate(range(0, len(data), CHUNK_BYTES)):
                         txn.put(object_id + index.to_bytes(4, "little"),
                                 data[start:start + CHUNK_BYTES])
                 break
             except lmdb.MapFullError:
-                self._env.set_mapsize(self._env.info()["map_size"] * 2)
+                self._grow()
         self.num_objects += 1
         self.bytes += len(data)
 
     def size(self, object_id: bytes):
-        with self._env.begin() as txn:
+        with self._txn() as txn:
             raw = txn.get(object_id + _SIZE_SUFFIX)
         return None if raw is None else int.from_bytes(raw, "little")
 
     def read_into(self, object_id: bytes, dest: memoryview) -> int:
         """Copy the object into ``dest``; returns its size (KeyError if absent)."""
         dest = memoryview(dest).cast("B")
-        with self._env.begin(buffers=True) as txn:
+        with self._txn(buffers=True) as txn:
             raw = txn.get(object_id + _SIZE_SUFFIX)
             if raw is None:
                 raise KeyError(f"object {object_id.hex()} is not spilled")
@@ -60,7 +96,7 @@ class SpillStore:
         size = self.size(object_id)
         if size is None:
             return False
-        with self._env.begin(write=True) as txn:
+        with self._txn(write=True) as txn:
             txn.delete(object_id + _SIZE_SUFFIX)
             for index in range((size + CHUNK_BYTES - 1) // CHUNK_BYTES):
                 txn.delete(object_id + index.to_bytes(4, "little"))

@@ -212,12 +212,15 @@ class Ownership:
         me = self.worker_id
         self.loop.acquire()
         try:
-            self.refs.apply_ref_ops()   # the entries now carry the new refs
+            # Apply first: a queued release of an older copy must not retire
+            # the entry we are about to find already registered.
+            self.refs.apply_ref_ops()
+            get_entry = self.refs.objects.get
             for object_id, owner in received:
-                if owner[0] == me:
+                entry = get_entry(object_id)
+                if entry is None:       # dropped again already: nothing to keep
                     continue
-                entry = self.refs.entry_for_ref(object_id, owner)
-                if entry.owned or entry.reported or entry.pinned_reason:
+                if entry.reported or entry.owned or entry.pinned_reason or owner[0] == me:
                     continue
                 entry.reported = 1
                 register.append((object_id, owner, me))

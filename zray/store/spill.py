@@ -9,16 +9,29 @@ the file to it) and doubles when full; growing waits until no transaction
 is open on any thread (LMDB invalidates them: the raylet reads on its
 restore thread while its spill thread writes).  Writes use sync=False
 (spilled objects do not outlive the session) and one transaction per object.
+
+Disk blocks are reserved ahead of the writes (fallocate, keeping the file
+size): writing 256 MiB objects into a fresh LMDB file measured 0.4-0.9 GB/s
+here, into reserved blocks 2.6-2.9 GB/s.  The reservation grows by doubling,
+never past a quarter of the free disk; without fallocate it is skipped.
 """
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import logging
+import os
+import shutil
 import threading
 
 import lmdb
 
+log = logging.getLogger(__name__)
+
 CHUNK_BYTES = 16 << 20   # measured: 4-16 MiB chunks write 2-4x faster than 64 MiB
 DEFAULT_MAP_SIZE = 64 << 30
+MIN_RESERVE = 1 << 30
+_FALLOC_FL_KEEP_SIZE = 1
 _SIZE_SUFFIX = b"#"
 
 
@@ -32,6 +45,30 @@ class SpillStore:
         self._txns = threading.Condition()
         self._open_txns = 0
         self._growing = False
+        self._reserved = 0            # bytes of data.mdb's blocks reserved so far
+        self._fallocate = _fallocate_function()
+        self._data_fd = os.open(os.path.join(path, "data.mdb"), os.O_RDWR | os.O_CLOEXEC)
+
+    def _reserve_for(self, nbytes: int) -> None:
+        """Reserve disk blocks so the next ``nbytes`` land in allocated space."""
+        if self._fallocate is None:
+            return
+        info = self._env.info()
+        used = (info["last_pgno"] + 1) * self._env.stat()["psize"]
+        need = used + nbytes + (nbytes >> 3)
+        if need <= self._reserved:
+            return
+        target = max(need, 2 * self._reserved, MIN_RESERVE)
+        try:
+            target = min(target, self._reserved + shutil.disk_usage(self.path).free // 4)
+        except OSError:
+            return
+        if target <= self._reserved:
+            return
+        if self._fallocate(self._data_fd, _FALLOC_FL_KEEP_SIZE, 0, target) == 0:
+            self._reserved = target
+        else:   # no room or no support: write without a reservation (errors surface there)
+            log.debug("fallocate of %d bytes failed: errno %d", target, ctypes.get_errno())
 
     @contextlib.contextmanager
     def _txn(self, write: bool = False, buffers: bool = False):
@@ -61,6 +98,7 @@ class SpillStore:
 
     def put(self, object_id: bytes, data: memoryview) -> None:
         data = memoryview(data).cast("B")
+        self._reserve_for(len(data))
         while True:
             try:
                 with self._txn(write=True) as txn:
@@ -106,3 +144,15 @@ class SpillStore:
 
     def close(self) -> None:
         self._env.close()
+        os.close(self._data_fd)
+
+
+def _fallocate_function():
+    """libc's fallocate(2) (Linux; no zero-writing emulation), or None."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).fallocate
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
+    function.restype = ctypes.c_int
+    return function

@@ -242,7 +242,7 @@ class ObjectApi:
             check = lambda: predicate() or executor.cancel_requested is not None  # noqa: E731
         self.notify_blocked()
         try:
-            ok = self.loop.wait_until(check, timeout)
+            ok = self.loop.wait_until(check, timeout, spin=True)
         finally:
             self.notify_unblocked()
             if watch:

@@ -196,7 +196,7 @@ class IoLoop:
                             break
                         now = time.monotonic()
                         if now < spin_until:
-                            self.drain_all()
+                            self.poll_once(0)   # one zmq_poll: cheaper than EVENTS per socket
                             continue
                         # Wake for the next tick too: timers must not wait on a long get.
                         wait_ms = max(1, int((self._next_tick - now) * 1000) + 1)

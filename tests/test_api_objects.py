@@ -9,10 +9,12 @@ import decimal
 import enum
 import fractions
 import gc
+import os
 import time
 import uuid
 
 import numpy as np
+import psutil
 import pytest
 
 import zray
@@ -364,12 +366,24 @@ class Owner:
     def make(self, big):
         return [zray.put(np.ones(MB // 8) if big else "small")]
 
+    def pid(self):
+        return os.getpid()
+
+
+def _exited(pid):
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
 
 @pytest.mark.parametrize("big", [False, True], ids=["inline", "in-store"])
 def test_owner_death_raises_owner_died_error(cluster, big):
     owner = Owner.remote()
+    pid = zray.get(owner.pid.remote())
     [inner] = zray.get(owner.make.remote(big))
-    zray.kill(owner)
+    zray.kill(owner)    # asynchronous, as in Ray: a still-living owner would answer
+    wait_for(lambda: _exited(pid), 15, "the owner process to exit")
     with pytest.raises(exceptions.OwnerDiedError):
         zray.get(inner, timeout=30)
     with pytest.raises(exceptions.ObjectLostError):  # OwnerDiedError is an ObjectLostError

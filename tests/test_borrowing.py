@@ -212,3 +212,37 @@ def test_ref_captured_in_a_remote_function_stays_pinned(cluster):
     pinned = [o for o in summary["objects"] if o["object_id"] == object_id.hex()]
     assert pinned and pinned[0]["captured"]
     assert zray.get(total_of_captured.remote(), timeout=30) == expected
+
+
+def test_ref_travels_through_a_task_and_two_actors(cluster):
+    """driver -> task (returns it inside a list) -> driver -> actor A -> actor B:
+    each hop keeps the object alive until the last holder lets go."""
+    @zray.remote
+    class Hop:
+        def take(self, box, next_hop):
+            self.kept = box
+            if next_hop is not None:
+                zray.get(next_hop.take.remote(box, None))
+
+        def read(self):
+            return float(zray.get(self.kept[0]).sum())
+
+        def drop(self):
+            self.kept = None
+
+    @zray.remote
+    def rewrap(box):
+        return [box[0]]
+
+    wait_for(lambda: store_used() == 0, 10, "an empty store")
+    first, second = Hop.remote(), Hop.remote()
+    ref = zray.put(np.ones(MB // 8))
+    outer = rewrap.remote([ref])
+    box = zray.get(outer, timeout=30)
+    zray.get(first.take.remote(box, second), timeout=30)
+    del ref, outer, box
+    assert store_used_after_driver_frees() > 0
+    zray.get(first.drop.remote())
+    assert zray.get(second.read.remote(), timeout=30) == MB // 8
+    zray.get(second.drop.remote())
+    wait_for(lambda: store_used() == 0, 10, "the store to empty after the last hop let go")

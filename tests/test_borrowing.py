@@ -197,23 +197,6 @@ def test_task_echoing_the_callers_ref_back(cluster):
     wait_for(lambda: store_used() == 0, 10, "the store to empty")
 
 
-def test_ref_captured_in_a_remote_function_stays_pinned(cluster):
-    box = [zray.put(np.arange(MB // 8))]      # the definition captures the list's ref
-
-    @zray.remote
-    def total_of_captured():
-        return float(zray.get(box[0]).sum())
-
-    expected = float(np.arange(MB // 8).sum())
-    assert zray.get(total_of_captured.remote(), timeout=30) == expected
-    object_id = box[0].binary()
-    box.clear()         # the driver's own ref is gone; the exported definition keeps one
-    summary = memory_view.local_object_summary()
-    pinned = [o for o in summary["objects"] if o["object_id"] == object_id.hex()]
-    assert pinned and pinned[0]["captured"]
-    assert zray.get(total_of_captured.remote(), timeout=30) == expected
-
-
 def test_ref_travels_through_a_task_and_two_actors(cluster):
     """driver -> task (returns it inside a list) -> driver -> actor A -> actor B:
     each hop keeps the object alive until the last holder lets go."""
@@ -246,3 +229,20 @@ def test_ref_travels_through_a_task_and_two_actors(cluster):
     assert zray.get(second.read.remote(), timeout=30) == MB // 8
     zray.get(second.drop.remote())
     wait_for(lambda: store_used() == 0, 10, "the store to empty after the last hop let go")
+
+
+def test_ref_captured_in_a_remote_function_stays_pinned(cluster):
+    box = [zray.put(np.arange(MB // 8))]      # the definition captures the list's ref
+
+    @zray.remote
+    def total_of_captured():
+        return float(zray.get(box[0]).sum())
+
+    expected = float(np.arange(MB // 8).sum())
+    assert zray.get(total_of_captured.remote(), timeout=30) == expected
+    object_id = box[0].binary()
+    box.clear()         # the driver's own ref is gone; the exported definition keeps one
+    summary = memory_view.local_object_summary()
+    pinned = [o for o in summary["objects"] if o["object_id"] == object_id.hex()]
+    assert pinned and pinned[0]["captured"]
+    assert zray.get(total_of_captured.remote(), timeout=30) == expected

@@ -232,6 +232,7 @@ def test_ref_travels_through_a_task_and_two_actors(cluster):
 
 
 def test_ref_captured_in_a_remote_function_stays_pinned(cluster):
+    """Keep last in this module: the captured object stays for the cluster's life."""
     box = [zray.put(np.arange(MB // 8))]      # the definition captures the list's ref
 
     @zray.remote

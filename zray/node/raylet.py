@@ -7,8 +7,9 @@ the host's shared-memory object store.
 
 Sockets: ROUTER on ipc (local drivers and workers) and tcp (the GCS, remote
 owners); DEALER to the GCS (registration, resource reports every 100 ms,
-worker deaths).  One thread owns them all; the fork server's stdout is
-polled in the same loop.
+worker deaths).  One thread owns them all; the fork server's stdout and
+the disk threads' wake-up pipes are polled in the same loop.  Leases live in
+lease_handlers.py, object-store requests in store_handlers.py (mixins).
 """
 from __future__ import annotations
 
@@ -31,42 +32,19 @@ from ..sockets.messages import GcsMethod
 from ..store import ArenaAllocator, ObjectTable
 from ..store import shm
 from . import resources as res
+from .lease_handlers import LeaseHandlers
 from .store_handlers import StoreHandlers
-from .worker_pool import ACTOR, EXITING, IDLE, LEASED, WorkerPool
+from .worker_pool import EXITING, IDLE, WorkerPool
 
 log = logging.getLogger("zray.raylet")
 
 REPORT_INTERVAL_S = 0.1
-RECLAIM_INTERVAL_S = 0.05
 TICK_S = 0.05
 IDLE_WORKER_KILL_S = 1.0     # idle workers beyond num_cpus are ended after this (Ray: 1 s)
 
 
-class LeaseRequest:
-    __slots__ = ("client", "request_id", "demand", "placement", "actor_id", "job_id", "warned")
 
-    def __init__(self, client, msg, demand, placement):
-        self.client = client
-        self.request_id = msg.request_id
-        self.demand = demand
-        self.placement = placement
-        self.actor_id = msg.actor_id
-        self.job_id = msg.job_id
-        self.warned = False
-
-
-class Lease:
-    __slots__ = ("lease_id", "client", "worker", "demand", "cpu_released")
-
-    def __init__(self, lease_id, client, worker, demand):
-        self.lease_id = lease_id
-        self.client = client
-        self.worker = worker
-        self.demand = demand
-        self.cpu_released = False
-
-
-class Raylet(StoreHandlers):
+class Raylet(LeaseHandlers, StoreHandlers):
     def __init__(self, args):
         self.args = args
         self.session_dir = args.session_dir
@@ -169,7 +147,7 @@ class Raylet(StoreHandlers):
                 if self.lease_queue:
                     # Requests waiting for resources: ask owners again for their idle
                     # leases (an owner busy waiting may only notice its own idle
-                    # timer late), at most every RECLAIM_INTERVAL_S.
+                    # timer late), at most every lease_handlers.RECLAIM_INTERVAL_S.
                     self._schedule()
         self.shutdown()
 
@@ -282,121 +260,6 @@ class Raylet(StoreHandlers):
                 log.warning("driver pid %s died", client["pid"])
                 self._client_gone(identity)
 
-    # -------------------------------------------------------------- leases ---
-    def on_request_lease(self, identity, msg) -> None:
-        try:
-            demand = res.to_fixed(msg.resources)
-        except (TypeError, ValueError) as exc:
-            self.send(identity, m.LeaseFailed(msg.request_id, 1, f"bad resource request: {exc}"))
-            return
-        placement = demand
-        if msg.actor_id is not None and not msg.resources:
-            placement = {"CPU": res.UNIT}   # actors: 1 CPU to place, 0 to run (Ray's default)
-        request = LeaseRequest(identity, msg, demand, placement)
-        self.lease_queue.append(request)
-        self._schedule()
-
-    def on_cancel_lease(self, identity, msg) -> None:
-        self.lease_queue = deque(r for r in self.lease_queue
-                                 if not (r.client == identity and r.request_id == msg.request_id))
-
-    def _schedule(self) -> None:
-        if not self.lease_queue:
-            return
-        waiting = deque()
-        need_reclaim = False
-        pool = self.pool
-        for request in self.lease_queue:
-            if not res.fits(request.placement, self.total):
-                waiting.append(request)
-                if not request.warned:
-                    request.warned = True
-                    self.send(request.client, m.LeaseInfeasible(request.request_id, (
-                        f"No node can ever run a task or actor that needs "
-                        f"{res.to_float(request.demand) or res.to_float(request.placement)}: "
-                        f"this cluster has {self.total_float}. It stays queued until a node "
-                        f"that fits joins.")))
-                continue
-            if not (res.fits(request.placement, self.available) and res.fits(request.demand, self.available)):
-                waiting.append(request)
-                need_reclaim = True
-                continue
-            worker = pool.pop_idle()
-            if worker is None:
-                waiting.append(request)
-                if pool.starting < len(waiting):
-                    pool.start_worker()
-                continue
-            self._grant(request, worker)
-        self.lease_queue = waiting
-        if need_reclaim:
-            now = time.monotonic()
-            if now - self._last_reclaim > RECLAIM_INTERVAL_S:
-                self._last_reclaim = now
-                owners = {lease.client for lease in self.leases.values()
-                          if lease.worker.state == LEASED}
-                for owner in owners:
-                    self.send(owner, m.ReclaimIdleLeases())
-
-    def _grant(self, request, worker) -> None:
-        lease_id = next(self.lease_ids)
-        res.subtract(self.available, request.demand)
-        lease = Lease(lease_id, request.client, worker, request.demand)
-        self.leases[lease_id] = lease
-        worker.lease = lease
-        if request.actor_id is not None:
-            worker.state = ACTOR
-            worker.actor_id = request.actor_id
-        else:
-            worker.state = LEASED
-        self.send(request.client, m.LeaseGranted(request.request_id, lease_id, worker.worker_id,
-                                                 worker.endpoint, self.node_id))
-
-    def on_return_worker(self, identity, msg) -> None:
-        lease = self.leases.get(msg.lease_id)
-        if lease is None or lease.client != identity:
-            return
-        self._end_lease(lease, kill_worker=msg.disconnect_worker)
-        self._schedule()
-
-    def _end_lease(self, lease, kill_worker: bool) -> None:
-        self.leases.pop(lease.lease_id, None)
-        demand = dict(lease.demand)
-        if lease.cpu_released:
-            demand.pop("CPU", None)
-        res.add(self.available, demand)
-        worker = lease.worker
-        if worker.lease is lease:
-            worker.lease = None
-            if kill_worker or worker.state == ACTOR:
-                self.pool.kill(worker)
-            elif worker.state == LEASED:
-                self.pool.mark_idle(worker)
-
-    def on_blocked(self, identity, msg) -> None:
-        worker = self._worker_of(identity)
-        lease = worker.lease if worker is not None else None
-        if lease is not None and not lease.cpu_released and lease.demand.get("CPU"):
-            lease.cpu_released = True
-            res.add(self.available, {"CPU": lease.demand["CPU"]})
-            self._schedule()
-
-    def on_unblocked(self, identity, msg) -> None:
-        worker = self._worker_of(identity)
-        lease = worker.lease if worker is not None else None
-        if lease is not None and lease.cpu_released:
-            lease.cpu_released = False
-            res.subtract(self.available, {"CPU": lease.demand["CPU"]})
-
-    def _worker_of(self, identity):
-        client = self.clients.get(identity)
-        return self.pool.workers.get(client["worker_id"]) if client else None
-
-    def on_kill_worker(self, identity, msg) -> None:
-        info = self.pool.workers.get(msg.worker_id)
-        if info is not None:
-            self.pool.kill(info)
-
     def _on_pool_event(self, event) -> None:
         kind, pid, code = event
         if kind == "forkserver_died":
@@ -442,12 +305,12 @@ class Raylet(StoreHandlers):
     _handlers = {
         m.RegisterClient: on_register,
         m.DisconnectClient: on_disconnect,
-        m.RequestWorkerLease: on_request_lease,
-        m.CancelLeaseRequest: on_cancel_lease,
-        m.ReturnWorker: on_return_worker,
-        m.NotifyBlocked: on_blocked,
-        m.NotifyUnblocked: on_unblocked,
-        m.KillWorker: on_kill_worker,
+        m.RequestWorkerLease: LeaseHandlers.on_request_lease,
+        m.CancelLeaseRequest: LeaseHandlers.on_cancel_lease,
+        m.ReturnWorker: LeaseHandlers.on_return_worker,
+        m.NotifyBlocked: LeaseHandlers.on_blocked,
+        m.NotifyUnblocked: LeaseHandlers.on_unblocked,
+        m.KillWorker: LeaseHandlers.on_kill_worker,
         m.CreateObject: StoreHandlers.on_create_object,
         m.SealObject: StoreHandlers.on_seal_object,
         m.GetObjectLocal: StoreHandlers.on_get_object,

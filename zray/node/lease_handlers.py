@@ -1,0 +1,158 @@
+"""The raylet's worker leases (mixin of Raylet: uses its ``lease_queue``,
+``leases``, ``available``/``total`` resources, ``pool`` and ``send``).
+
+A RequestWorkerLease is granted an idle worker when its resources fit,
+queued otherwise (an infeasible one is told so once and stays queued, as in
+Ray); owners holding idle leases are asked to return them when requests
+wait.  A worker blocked in get/wait gives its CPU back until it resumes.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from ..sockets import messages as m
+from . import resources as res
+from .worker_pool import ACTOR, LEASED
+
+RECLAIM_INTERVAL_S = 0.05
+
+
+class LeaseRequest:
+    __slots__ = ("client", "request_id", "demand", "placement", "actor_id", "job_id", "warned")
+
+    def __init__(self, client, msg, demand, placement):
+        self.client = client
+        self.request_id = msg.request_id
+        self.demand = demand
+        self.placement = placement
+        self.actor_id = msg.actor_id
+        self.job_id = msg.job_id
+        self.warned = False
+
+
+class Lease:
+    __slots__ = ("lease_id", "client", "worker", "demand", "cpu_released")
+
+    def __init__(self, lease_id, client, worker, demand):
+        self.lease_id = lease_id
+        self.client = client
+        self.worker = worker
+        self.demand = demand
+        self.cpu_released = False
+
+
+class LeaseHandlers:
+    def on_request_lease(self, identity, msg) -> None:
+        try:
+            demand = res.to_fixed(msg.resources)
+        except (TypeError, ValueError) as exc:
+            self.send(identity, m.LeaseFailed(msg.request_id, 1, f"bad resource request: {exc}"))
+            return
+        placement = demand
+        if msg.actor_id is not None and not msg.resources:
+            placement = {"CPU": res.UNIT}   # actors: 1 CPU to place, 0 to run (Ray's default)
+        request = LeaseRequest(identity, msg, demand, placement)
+        self.lease_queue.append(request)
+        self._schedule()
+
+    def on_cancel_lease(self, identity, msg) -> None:
+        self.lease_queue = deque(r for r in self.lease_queue
+                                 if not (r.client == identity and r.request_id == msg.request_id))
+
+    def _schedule(self) -> None:
+        if not self.lease_queue:
+            return
+        waiting = deque()
+        need_reclaim = False
+        pool = self.pool
+        for request in self.lease_queue:
+            if not res.fits(request.placement, self.total):
+                waiting.append(request)
+                if not request.warned:
+                    request.warned = True
+                    self.send(request.client, m.LeaseInfeasible(request.request_id, (
+                        f"No node can ever run a task or actor that needs "
+                        f"{res.to_float(request.demand) or res.to_float(request.placement)}: "
+                        f"this cluster has {self.total_float}. It stays queued until a node "
+                        f"that fits joins.")))
+                continue
+            if not (res.fits(request.placement, self.available) and res.fits(request.demand, self.available)):
+                waiting.append(request)
+                need_reclaim = True
+                continue
+            worker = pool.pop_idle()
+            if worker is None:
+                waiting.append(request)
+                if pool.starting < len(waiting):
+                    pool.start_worker()
+                continue
+            self._grant(request, worker)
+        self.lease_queue = waiting
+        if need_reclaim:
+            now = time.monotonic()
+            if now - self._last_reclaim > RECLAIM_INTERVAL_S:
+                self._last_reclaim = now
+                owners = {lease.client for lease in self.leases.values()
+                          if lease.worker.state == LEASED}
+                for owner in owners:
+                    self.send(owner, m.ReclaimIdleLeases())
+
+    def _grant(self, request, worker) -> None:
+        lease_id = next(self.lease_ids)
+        res.subtract(self.available, request.demand)
+        lease = Lease(lease_id, request.client, worker, request.demand)
+        self.leases[lease_id] = lease
+        worker.lease = lease
+        if request.actor_id is not None:
+            worker.state = ACTOR
+            worker.actor_id = request.actor_id
+        else:
+            worker.state = LEASED
+        self.send(request.client, m.LeaseGranted(request.request_id, lease_id, worker.worker_id,
+                                                 worker.endpoint, self.node_id))
+
+    def on_return_worker(self, identity, msg) -> None:
+        lease = self.leases.get(msg.lease_id)
+        if lease is None or lease.client != identity:
+            return
+        self._end_lease(lease, kill_worker=msg.disconnect_worker)
+        self._schedule()
+
+    def _end_lease(self, lease, kill_worker: bool) -> None:
+        self.leases.pop(lease.lease_id, None)
+        demand = dict(lease.demand)
+        if lease.cpu_released:
+            demand.pop("CPU", None)
+        res.add(self.available, demand)
+        worker = lease.worker
+        if worker.lease is lease:
+            worker.lease = None
+            if kill_worker or worker.state == ACTOR:
+                self.pool.kill(worker)
+            elif worker.state == LEASED:
+                self.pool.mark_idle(worker)
+
+    def on_blocked(self, identity, msg) -> None:
+        worker = self._worker_of(identity)
+        lease = worker.lease if worker is not None else None
+        if lease is not None and not lease.cpu_released and lease.demand.get("CPU"):
+            lease.cpu_released = True
+            res.add(self.available, {"CPU": lease.demand["CPU"]})
+            self._schedule()
+
+    def on_unblocked(self, identity, msg) -> None:
+        worker = self._worker_of(identity)
+        lease = worker.lease if worker is not None else None
+        if lease is not None and lease.cpu_released:
+            lease.cpu_released = False
+            res.subtract(self.available, {"CPU": lease.demand["CPU"]})
+
+    def _worker_of(self, identity):
+        client = self.clients.get(identity)
+        return self.pool.workers.get(client["worker_id"]) if client else None
+
+    def on_kill_worker(self, identity, msg) -> None:
+        info = self.pool.workers.get(msg.worker_id)
+        if info is not None:
+            self.pool.kill(info)

@@ -187,6 +187,8 @@ class IoLoop:
         start = time.monotonic()
         deadline = None if timeout is None else start + timeout
         spin_until = start + SPIN_MAX_S if spin and self._recent_wait_s < SPIN_MAX_S else 0.0
+        if deadline is not None and spin_until > deadline:
+            spin_until = deadline
         while True:
             if self.lock.acquire(False):
                 self._leading += 1

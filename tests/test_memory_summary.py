@@ -32,6 +32,31 @@ class Keeper:
         return os.getpid()
 
 
+def test_store_returns_to_its_starting_level_within_a_second(cluster):
+    """Issue 3: after a job drops its refs (including ones a task and an actor
+    borrowed, and values it read), the store is back where it started within
+    a second, seen through the public memory summary.  First in this module,
+    so no earlier test's objects are still being freed."""
+    def used():
+        return memory_summary(as_dict=True)["nodes"][0]["used_bytes"]
+
+    start = used()
+
+    @zray.remote
+    def total(arrays):
+        return float(sum(zray.get(a).sum() for a in arrays))
+
+    refs = [zray.put(np.ones(MB // 8)) for _ in range(8)]
+    assert zray.get(total.remote(refs), timeout=30) == 8 * (MB // 8)
+    keeper = Keeper.remote()
+    zray.get(keeper.keep.remote(refs[:2]), timeout=30)
+    views = [zray.get(r) for r in refs]
+    assert used() >= start + 8 * MB
+    del views, refs
+    zray.kill(keeper)
+    wait_for(lambda: used() == start, 1.0, "the store to return to its starting level")
+
+
 def test_local_borrowed_pinned_by_task_and_captured(cluster):
     me = os.getpid()
     big = zray.put(np.ones(MB // 8))

@@ -96,7 +96,11 @@ def _ask_processes(cw, clients, timeout) -> list:
     finally:
         cw.loop.release()
     replies = cw._replies
-    cw.loop.wait_until(lambda: all(replies.get(rid) is not PENDING for rid, *_ in pending), timeout)
+
+    def settled():   # answered, or its process is gone (same host: no answer will come)
+        return all(replies.get(rid) is not PENDING or not _alive(pid) for rid, pid, *_ in pending)
+
+    cw.loop.wait_until(settled, timeout)
     tables = []
     for rid, pid, worker_id, is_driver in pending:
         reply = replies.pop(rid, PENDING)
@@ -106,6 +110,16 @@ def _ask_processes(cw, clients, timeout) -> list:
         else:
             tables.append(reply.summary)
     return tables
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _join(stats: dict, tables: list) -> list:

@@ -19,6 +19,7 @@ import os
 
 from ..sockets import messages as m
 from ..sockets.messages import ReturnKind
+from ..pids import pid_alive
 from . import process_state
 from .pending import PENDING
 
@@ -98,7 +99,7 @@ def _ask_processes(cw, clients, timeout) -> list:
     replies = cw._replies
 
     def settled():   # answered, or its process is gone (same host: no answer will come)
-        return all(replies.get(rid) is not PENDING or not _alive(pid) for rid, pid, *_ in pending)
+        return all(replies.get(rid) is not PENDING or not pid_alive(pid) for rid, pid, *_ in pending)
 
     cw.loop.wait_until(settled, timeout)
     tables = []
@@ -110,16 +111,6 @@ def _ask_processes(cw, clients, timeout) -> list:
         else:
             tables.append(reply.summary)
     return tables
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _join(stats: dict, tables: list) -> list:

@@ -37,6 +37,7 @@ import zmq
 from zray.gcs import actor_events as ae
 from zray.gcs.service import ConnectRaylet, DisconnectRaylet, GcsService, Publish
 from zray.gcs.tables import GcsTables
+from zray.pids import pid_alive
 from zray.sockets import messages as msg
 from zray.sockets import transport
 
@@ -185,7 +186,7 @@ class GcsServer:
         if now - self._last_checkpoint >= CHECKPOINT_PERIOD_S:
             self._last_checkpoint = now
             self._tables.checkpoint()
-        if self.config.watch_pid and not _pid_alive(self.config.watch_pid):
+        if self.config.watch_pid and not pid_alive(self.config.watch_pid):
             log.info("watched pid %d is gone; exiting", self.config.watch_pid)
             self.stop()
 
@@ -283,20 +284,6 @@ class GcsServer:
             self._router.send_multipart([identity, msg.encode(msg.GcsReply(request_id, ok, payload))])
         except zmq.ZMQError as exc:   # ROUTER_MANDATORY: the client has gone
             log.warning("could not reply to client %s: %s", identity.hex(), exc)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:   # a zombie answers kill(0) but is gone for our purposes
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _write_atomically(path: str, text: str) -> None:

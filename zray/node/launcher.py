@@ -14,6 +14,8 @@ import time
 
 import psutil
 
+from ..pids import pid_alive
+
 ROOT = os.path.join(tempfile.gettempdir(), "zray-sessions")  # not "zray": would shadow the package for scripts in /tmp
 CURRENT_CLUSTER_FILE = os.path.join(ROOT, "zray_current_cluster")
 STOP_TIMEOUT_S = 3.0
@@ -43,7 +45,7 @@ def prune_dead_sessions(keep: int = KEEP_DEAD_SESSIONS) -> int:
                 pids = json.load(f)
         except (OSError, ValueError):
             continue
-        if not any(_alive(pid) for pid in pids):
+        if not any(pid_alive(pid) for pid in pids):
             dead.append(path)
     doomed = dead[:-keep] if keep else dead
     for path in doomed:
@@ -179,7 +181,7 @@ def stop_pids(pids, timeout: float = STOP_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout
     alive = list(pids)
     while alive and time.monotonic() < deadline:
-        alive = [pid for pid in alive if _alive(pid)]
+        alive = [pid for pid in alive if pid_alive(pid)]
         if alive:
             time.sleep(0.02)
     for pid in alive:
@@ -187,14 +189,6 @@ def stop_pids(pids, timeout: float = STOP_TIMEOUT_S) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def remove_session(session_dir: str) -> None:
@@ -227,7 +221,7 @@ def stop_recorded_clusters() -> int:
                 record = json.load(f)
         except (OSError, ValueError):
             continue
-        alive = [pid for pid in record["pids"] if _alive(pid)]
+        alive = [pid for pid in record["pids"] if pid_alive(pid)]
         stop_pids(alive)
         count += len(alive)
         remove_session(record["session_dir"])
@@ -251,7 +245,7 @@ def find_cluster(address: str):
         if wanted != record["gcs_address"]:
             raise ConnectionError(f"no zray node of the cluster at {address} runs on this host "
                                   f"(this host's node belongs to {record['gcs_address']})")
-    if not all(_alive(pid) for pid in record["pids"]):
+    if not all(pid_alive(pid) for pid in record["pids"]):
         raise ConnectionError(f"the zray node recorded in {CURRENT_CLUSTER_FILE} is not running")
     return record["session_dir"], record["raylet_ipc"]
 

@@ -26,6 +26,7 @@ from collections import deque
 import zmq
 
 from .. import ids
+from ..pids import pid_alive
 from ..sockets import messages as m
 from ..sockets import transport
 from ..sockets.messages import GcsMethod
@@ -137,7 +138,7 @@ class Raylet(LeaseHandlers, StoreHandlers):
             now = time.monotonic()
             if now >= next_tick:
                 next_tick = now + TICK_S
-                if watch and not _pid_alive(watch):
+                if watch and not pid_alive(watch):
                     log.warning("watched process %s is gone: exiting", watch)
                     break
                 self._report_resources(now)
@@ -256,7 +257,7 @@ class Raylet(LeaseHandlers, StoreHandlers):
     def _check_clients(self, now) -> None:
         # Drivers killed without saying goodbye: their leases come back.
         for identity, client in list(self.clients.items()):
-            if client["is_driver"] and not _pid_alive(client["pid"]):
+            if client["is_driver"] and not pid_alive(client["pid"]):
                 log.warning("driver pid %s died", client["pid"])
                 self._client_gone(identity)
 
@@ -344,20 +345,6 @@ class Raylet(LeaseHandlers, StoreHandlers):
         self.router.close(0)
         self.gcs.close(0)
         shutil.rmtree(self.shm_dir, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child counts as dead
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _wait_json(path: str, timeout: float) -> dict:

@@ -180,11 +180,8 @@ class StoreHandlers:
             if object_id in self.restoring:
                 keep.append(item)
             elif object_id in self.spilled and not self.store.contains(object_id):
-                if room and self._start_restore(object_id):
-                    keep.append(item)
-                else:
-                    room = False
-                    keep.append(item)
+                room = room and self._start_restore(object_id)
+                keep.append(item)
             else:
                 self._serve_get(identity, msg)
         self.pending_restores = keep

@@ -119,6 +119,7 @@ class ActorSubmitter:
         if st.state != "ALIVE":
             return
         queue = st.queue
+        send = self.cw.loop.send
         while queue:
             call = queue[0]
             if call.unresolved:
@@ -135,7 +136,7 @@ class ActorSubmitter:
             task_id = call.spec.task_id
             st.in_flight[task_id] = call
             self.in_flight[task_id] = st
-            st.sock.send(m.encode(m.PushTask(tuple(call.spec))))
+            send(st.sock, m.encode(m.PushTask(tuple(call.spec))))
 
     # ------------------------------------------------------- actor state ---
     def _on_actor_info(self, st: ActorState, reply) -> None:
@@ -268,7 +269,7 @@ class ActorSubmitter:
     def cancel(self, task_id: bytes, force: bool, recursive: bool) -> bool:
         st = self.in_flight.get(task_id)
         if st is not None:
-            st.sock.send(m.encode(m.CancelTask(task_id, force, recursive)))
+            self.cw.loop.send(st.sock, m.encode(m.CancelTask(task_id, force, recursive)))
             return True
         for st in self.actors.values():
             for call in st.queue:

@@ -115,7 +115,7 @@ class CoreWorker(ObjectApi, Submission, Ownership):
         self.loop.acquire()
         try:
             self._replies[0] = _PENDING   # RegisterClientReply is matched by id 0
-            self.raylet.send(m.encode(m.RegisterClient(
+            self.loop.send(self.raylet, m.encode(m.RegisterClient(
                 self.worker_id, self.is_driver, os.getpid(), self.endpoint, self.job_id)))
         finally:
             self.loop.release()
@@ -172,7 +172,7 @@ class CoreWorker(ObjectApi, Submission, Ownership):
     def send_raylet(self, msg) -> None:
         self.loop.acquire()
         try:
-            self.raylet.send(m.encode(msg))
+            self.loop.send(self.raylet, m.encode(msg))
         finally:
             self.loop.release()
 
@@ -220,7 +220,7 @@ class CoreWorker(ObjectApi, Submission, Ownership):
         try:
             rid = self._new_request()
             msg = make_msg(rid)
-            self.raylet.send(m.encode(msg))
+            self.loop.send(self.raylet, m.encode(msg))
         finally:
             self.loop.release()
         return self.wait_reply(rid, timeout, f"raylet reply to {type(msg).__name__}")
@@ -229,7 +229,7 @@ class CoreWorker(ObjectApi, Submission, Ownership):
         self.loop.acquire()
         try:
             rid = self._new_request()
-            self.gcs.send(m.encode(m.GcsRequest(rid, int(method), args)))
+            self.loop.send(self.gcs, m.encode(m.GcsRequest(rid, int(method), args)))
         finally:
             self.loop.release()
         reply = self.wait_reply(rid, timeout, f"GCS {GcsMethod(method).name}")
@@ -241,7 +241,7 @@ class CoreWorker(ObjectApi, Submission, Ownership):
     def gcs_call_async(self, method: int, args: tuple, callback) -> None:
         """Send a GCS request; ``callback(reply)`` runs under the lock (lock held)."""
         rid = self._new_request(callback)
-        self.gcs.send(m.encode(m.GcsRequest(rid, int(method), args)))
+        self.loop.send(self.gcs, m.encode(m.GcsRequest(rid, int(method), args)))
 
     # ----------------------------------------------------------- handlers ---
     def _on_raylet(self, frame) -> None:
@@ -329,7 +329,7 @@ class CoreWorker(ObjectApi, Submission, Ownership):
     def reply_to(self, identity: bytes, msg) -> None:
         """Send on the router (lock held)."""
         try:
-            self.router.send_multipart([identity, m.encode(msg)])
+            self.loop.send_routed(self.router, identity, m.encode(msg))
         except zmq.ZMQError as exc:
             log.warning("could not reply %s to %r: %s", type(msg).__name__, identity, exc)
 
@@ -380,13 +380,13 @@ class CoreWorker(ObjectApi, Submission, Ownership):
         while releases:
             object_id, offset, size = releases.popleft()
             if not pins.keep(object_id, offset, size, now):
-                raylet.send(m.encode(m.ReleaseObject(object_id)))
+                self.loop.send(raylet, m.encode(m.ReleaseObject(object_id)))
         freed = self.refs.take_freed_store_objects()
         if len(pins):
             for object_id in pins.expired(now) + (pins.drop(freed) if freed else []):
-                raylet.send(m.encode(m.ReleaseObject(object_id)))
+                self.loop.send(raylet, m.encode(m.ReleaseObject(object_id)))
         if freed:   # after our own pins on them are released: deleted at once
-            raylet.send(m.encode(m.FreeObjects(freed)))
+            self.loop.send(raylet, m.encode(m.FreeObjects(freed)))
 
     # ------------------------------------------------------------ shutdown ---
     def shutdown(self) -> None:
@@ -398,7 +398,7 @@ class CoreWorker(ObjectApi, Submission, Ownership):
             try:
                 self.tasks.return_idle_leases(force=True)
                 self.flush_ref_ops()
-                self.raylet.send(m.encode(m.DisconnectClient(self.worker_id)))
+                self.loop.send(self.raylet, m.encode(m.DisconnectClient(self.worker_id)))
             finally:
                 self.loop.release()
         except Exception:

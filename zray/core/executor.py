@@ -166,7 +166,10 @@ class Executor:
             if self._outbox:
                 self._flush_outbox()
             if not self.queue:
-                loop.wait_until(lambda: self.queue or self.exiting or self._outbox, 1.0)
+                # Threaded actors' pool threads need the leader often: only a
+                # single-threaded worker waits on its ROUTER alone.
+                loop.wait_until(lambda: self.queue or self.exiting or self._outbox, 1.0,
+                                idle=self.mode != "threaded")
                 continue
             identity, spec = self.queue.popleft()
             self.execute(identity, spec)
@@ -314,6 +317,11 @@ class Executor:
                 cw.loop.drain_all()
         finally:
             cw.loop.release()
+        if not self.queue and len(self._async_tasks) <= 1:
+            # The reply waits for this process's zmq IO thread, which may be
+            # queued behind us on this CPU; with nothing else to run, let it
+            # go first (measured: sync calls ~+5%, see io_loop's spin).
+            os.sched_yield()
 
     def _flush_outbox(self) -> None:
         cw = self.cw

@@ -92,7 +92,7 @@ def _ask_processes(cw, clients, timeout) -> list:
             if not endpoint:
                 continue
             rid = cw._new_request()
-            cw.peer(endpoint).send(m.encode(m.GetReferenceSummary(rid)))
+            cw.loop.send(cw.peer(endpoint), m.encode(m.GetReferenceSummary(rid)))
             pending.append((rid, pid, worker_id, is_driver))
     finally:
         cw.loop.release()

@@ -260,7 +260,7 @@ class ObjectApi:
         if self._blocked_depth == 1:
             self.loop.acquire()
             try:
-                self.raylet.send(m.encode(m.NotifyBlocked()))
+                self.loop.send(self.raylet, m.encode(m.NotifyBlocked()))
                 executor.requeue_unstarted()
             finally:
                 self.loop.release()

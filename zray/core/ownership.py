@@ -71,7 +71,7 @@ class Ownership:
         entry.fetching = True
         rid = next(self._request_ids)
         self._status_requests[rid] = object_id
-        self.peer(entry.owner[1]).send(m.encode(m.GetObjectStatus(rid, object_id)))
+        self.loop.send(self.peer(entry.owner[1]), m.encode(m.GetObjectStatus(rid, object_id)))
 
     def _watch_worker(self, worker_id: bytes) -> None:
         """Learn when an owner we borrow from, or a borrower of ours, dies (GCS
@@ -152,7 +152,7 @@ class Ownership:
                 if owner_id not in self._watched_workers:
                     self._watch_worker(owner_id)
                 rid = self._new_request()
-                self.peer(owner[1]).send(m.encode(m.AddBorrower(rid, object_id, borrower)))
+                self.loop.send(self.peer(owner[1]), m.encode(m.AddBorrower(rid, object_id, borrower)))
                 pending.append((rid, owner_id))
         finally:
             self.loop.release()
@@ -278,12 +278,12 @@ class Ownership:
             try:
                 if owner[0] in self._callers:
                     # Same connection as our replies to it: cannot overtake one.
-                    self.router.send_multipart([owner[0], frame])
+                    self.loop.send_routed(self.router, owner[0], frame)
                 else:
-                    self.peer(owner[1]).send(frame)
+                    self.loop.send(self.peer(owner[1]), frame)
             except zmq.ZMQError:
                 try:
-                    self.peer(owner[1]).send(frame)
+                    self.loop.send(self.peer(owner[1]), frame)
                 except zmq.ZMQError as exc:
                     log.warning("could not release borrowed %s: %s", object_id.hex(), exc)
 

@@ -154,12 +154,12 @@ class TaskSubmitter:
                 self.in_flight[task_id] = best
                 task.sent_at = now
                 task.depth_at_send = len(best.in_flight)
-                best.sock.send(m.encode(m.PushTask(tuple(task.spec))))
+                self.cw.loop.send(best.sock, m.encode(m.PushTask(tuple(task.spec))))
             if tasks and len(kq.requests) < min(MAX_LEASE_REQUESTS, len(tasks)):
                 rid = next(self.cw._request_ids)
                 self.lease_requests[rid] = kq
                 kq.requests.add(rid)
-                self.cw.raylet.send(m.encode(m.RequestWorkerLease(rid, kq.resources, None,
+                self.cw.loop.send(self.cw.raylet, m.encode(m.RequestWorkerLease(rid, kq.resources, None,
                                                                   self.cw.job_id)))
 
     # ------------------------------------------------------------- leases ---
@@ -167,7 +167,7 @@ class TaskSubmitter:
         kq = self.lease_requests.get(msg.request_id)
         if kq is None:
             if type(msg) is m.LeaseGranted:   # cancelled meanwhile: give it back
-                self.cw.raylet.send(m.encode(m.ReturnWorker(msg.lease_id, False)))
+                self.cw.loop.send(self.cw.raylet, m.encode(m.ReturnWorker(msg.lease_id, False)))
             return
         if type(msg) is m.LeaseInfeasible:
             if not kq.warned:
@@ -198,7 +198,7 @@ class TaskSubmitter:
         self.leases.pop(lease.lease_id, None)
         if lease in lease.queue.leases:
             lease.queue.leases.remove(lease)
-        self.cw.raylet.send(m.encode(m.ReturnWorker(lease.lease_id, disconnect)))
+        self.cw.loop.send(self.cw.raylet, m.encode(m.ReturnWorker(lease.lease_id, disconnect)))
 
     def return_idle_leases(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -213,7 +213,7 @@ class TaskSubmitter:
             if not kq.tasks:
                 del self.lease_requests[rid]
                 kq.requests.discard(rid)
-                self.cw.raylet.send(m.encode(m.CancelLeaseRequest(rid)))
+                self.cw.loop.send(self.cw.raylet, m.encode(m.CancelLeaseRequest(rid)))
 
     def on_worker_died(self, msg) -> None:
         lease = self.leases.pop(msg.lease_id, None)
@@ -328,5 +328,5 @@ class TaskSubmitter:
             blob = serialization.serialize_inline(exceptions.TaskCancelledError(task_id.hex()))[0]
             self._finish(task, [(ERROR, blob)] * len(task.return_ids))
             return True
-        lease.sock.send(m.encode(m.CancelTask(task_id, force, recursive)))
+        self.cw.loop.send(lease.sock, m.encode(m.CancelTask(task_id, force, recursive)))
         return True

@@ -31,6 +31,11 @@ def run(session_dir: str, raylet_endpoint: str, worker_id: bytes) -> int:
                     job_id=b"\0\0\0\0", worker_id=worker_id)
     process_state.worker = cw
     cw.executor = Executor(cw)
+    cw.loop.acquire()
+    try:
+        cw.loop.set_primary(cw.router, f"inproc://zray-primary-{worker_id.hex()}")
+    finally:
+        cw.loop.release()
 
     def watch_parent():
         if os.getppid() != parent:

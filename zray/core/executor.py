@@ -187,25 +187,29 @@ class Executor:
         io._leading += 1   # counted under the lock, as wait_until does
         io.release()
         watched: dict = {}
+        synced = [-1]      # io._sockets_version the readers were last synced to
 
         def pump():
             if io.lock.acquire(False):   # else another thread drives and drains
                 try:
-                    io.drain_all()
+                    # Sockets sent on since, then the FDs that fired (io_loop.poll_once).
+                    io.poll_once(0)
                     io.maybe_tick()
                 finally:
                     io.release()
-            current = set(io._handlers)
-            for sock in list(watched):
-                if sock not in current:
-                    loop.remove_reader(watched.pop(sock))
-            for sock in current - set(watched):
-                try:
-                    fd = sock.getsockopt(zmq.FD)
-                except zmq.ZMQError:
-                    continue
-                watched[sock] = fd
-                loop.add_reader(fd, pump)
+            if synced[0] != io._sockets_version:
+                synced[0] = io._sockets_version
+                current = set(io._handlers)
+                for sock in list(watched):
+                    if sock not in current:
+                        loop.remove_reader(watched.pop(sock))
+                for sock in current - set(watched):
+                    try:
+                        fd = sock.getsockopt(zmq.FD)
+                    except zmq.ZMQError:
+                        continue
+                    watched[sock] = fd
+                    loop.add_reader(fd, pump)
 
         def periodic():
             if self.exiting:
@@ -313,8 +317,9 @@ class Executor:
         try:
             cw.reply_to(identity, reply)
             if self.mode == "async" and threading.get_ident() == self._main_thread:
-                # A send can consume the ZMQ_FD edge the loop's readers wait on.
-                cw.loop.drain_all()
+                # A send can consume the ZMQ_FD edge the loop's readers wait on:
+                # poll_once checks the sockets sent on.
+                cw.loop.poll_once(0)
         finally:
             cw.loop.release()
         if not self.queue and len(self._async_tasks) <= 1:
@@ -445,10 +450,10 @@ class Executor:
 
     def _start_async(self, identity, spec) -> None:
         """On the actor's event loop thread, as is ``_async_tasks``."""
-        task = self._async_loop.create_task(self._run_async(identity, spec))
-        task_id = spec.task_id
-        self._async_tasks[task_id] = task
-        task.add_done_callback(lambda _t: self._async_tasks.pop(task_id, None))
+        # _run_async forgets the task itself: a done callback would cost
+        # another pass of the event loop per call.
+        self._async_tasks[spec.task_id] = self._async_loop.create_task(
+            self._run_async(identity, spec))
 
     def _cancel_async(self, task_id) -> None:
         task = self._async_tasks.get(task_id)
@@ -457,15 +462,18 @@ class Executor:
 
     async def _run_async(self, identity, spec) -> None:
         try:
-            await self._async_sem.acquire()
-        except asyncio.CancelledError:   # cancelled while waiting for a free slot
-            self._reply(identity, spec, self._error_returns(
-                spec, exceptions.TaskCancelledError(spec.task_id.hex())))
-            return
-        try:
-            await self._run_async_call(identity, spec)
+            try:
+                await self._async_sem.acquire()
+            except asyncio.CancelledError:   # cancelled while waiting for a free slot
+                self._reply(identity, spec, self._error_returns(
+                    spec, exceptions.TaskCancelledError(spec.task_id.hex())))
+                return
+            try:
+                await self._run_async_call(identity, spec)
+            finally:
+                self._async_sem.release()
         finally:
-            self._async_sem.release()
+            self._async_tasks.pop(spec.task_id, None)
 
     async def _run_async_call(self, identity, spec) -> None:
         ctx = TaskContext(spec.task_id, spec.function_name, spec.actor_id, received=[])

@@ -6,6 +6,7 @@ rounds and report mean and population stddev of ops/s) and the two duration
 presets, FULL (Ray's 1 s warmup + 4 x 2 s rounds) and QUICK.
 """
 
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -38,6 +39,10 @@ def measure(fn: Callable[[], object], multiplier: float, config: TimingConfig) -
     when one call submits 1000 tasks.
     """
     if config.settle_s > 0:
+        # Finish the previous workload's disk writes first (the spill rows
+        # leave gigabytes of dirty pages whose writeback otherwise eats CPU
+        # during the next rows), then let its teardown settle.
+        os.sync()
         time.sleep(config.settle_s)
 
     # Warmup: at least one call, so first-call costs (worker start-up, code

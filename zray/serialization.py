@@ -94,6 +94,11 @@ def serialize_inline(value, what: str = "value"):
         _local.refs = previous
 
 
+# The arguments blob of a call without arguments, shared by caller and executor
+# so neither pickles anything for it.
+EMPTY_ARGS_BLOB = pickle.dumps(((), None), 5)
+
+
 def deserialize(data, buffers=None):
     return _loads(data, buffers=buffers) if buffers is not None else _loads(data)
 

@@ -105,11 +105,20 @@ class ActorSubmitter:
         if st.state == "DEAD":
             self._fail(call, st.death_blob)
             return
+        if not call.deps and not st.queue and st.state == "ALIVE":
+            self._push(st, call)   # the common case: nothing to wait for or behind
+            return
         st.queue.append(call)
         if call.deps:
             self.cw.track_dependencies(call, lambda c: self._flush(st))
         else:
             self._flush(st)
+
+    def _push(self, st: ActorState, call: ActorCall) -> None:
+        task_id = call.spec.task_id
+        st.in_flight[task_id] = call
+        self.in_flight[task_id] = st
+        self.cw.loop.send(st.sock, m.encode(m.PushTask(tuple(call.spec))))
 
     def _flush(self, st: ActorState) -> None:
         if st.state == "DEAD":
@@ -119,7 +128,6 @@ class ActorSubmitter:
         if st.state != "ALIVE":
             return
         queue = st.queue
-        send = self.cw.loop.send
         while queue:
             call = queue[0]
             if call.unresolved:
@@ -133,10 +141,7 @@ class ActorSubmitter:
                     self._finish(call, [(ERROR, error)] * len(call.return_ids))
                     continue
                 call.spec = call.spec._replace(resolved=resolved)
-            task_id = call.spec.task_id
-            st.in_flight[task_id] = call
-            self.in_flight[task_id] = st
-            send(st.sock, m.encode(m.PushTask(tuple(call.spec))))
+            self._push(st, call)
 
     # ------------------------------------------------------- actor state ---
     def _on_actor_info(self, st: ActorState, reply) -> None:

@@ -33,6 +33,15 @@ log = logging.getLogger(__name__)
 # Plain ints on the wire: an IntEnum member pickles as a constructor call.
 INLINE, IN_STORE, ERROR = map(int, (ReturnKind.INLINE, ReturnKind.IN_STORE, ReturnKind.ERROR))
 _NONE_BLOB = serialization.serialize_inline(None)[0]
+EMPTY_ARGS_BLOB = serialization.EMPTY_ARGS_BLOB
+_RETURN_VALUE_OF: dict = {}   # function name -> how serialization errors name its result
+
+
+def _return_value_of(function_name: str) -> str:
+    what = _RETURN_VALUE_OF.get(function_name)
+    if what is None:
+        what = _RETURN_VALUE_OF[function_name] = f"the return value of '{function_name}'"
+    return what
 _tuple_new = tuple.__new__
 _OK, _REQUEUE = int(TaskStatus.OK), int(TaskStatus.REQUEUE)
 
@@ -345,6 +354,8 @@ class Executor:
 
     # ---------------------------------------------------------- arguments ---
     def _args(self, spec: TaskSpec):
+        if spec.args_blob == EMPTY_ARGS_BLOB:
+            return (), {}
         args, kwargs = serialization.deserialize(spec.args_blob)
         if spec.resolved is None:
             return args, kwargs or {}
@@ -382,7 +393,7 @@ class Executor:
                 returns.append((INLINE, _NONE_BLOB))
                 continue
             inline, stream, buffers, contained = serialization.serialize(
-                value, f"the return value of '{spec.function_name}'")
+                value, _return_value_of(spec.function_name))
             if contained:
                 if returned_refs is None:
                     returned_refs = []

@@ -8,7 +8,7 @@ plain arguments are put into the object store first (as Ray does).
 from __future__ import annotations
 
 from .. import ids, serialization
-from ..serialization import INLINE_THRESHOLD, SerializationError
+from ..serialization import EMPTY_ARGS_BLOB, INLINE_THRESHOLD, SerializationError
 from .actor_submitter import ActorCall
 from .object_ref import ObjectRef
 from .task_spec import ACTOR_CREATION_TASK, ACTOR_TASK, NORMAL_TASK, ArgSlot, TaskSpec
@@ -18,6 +18,8 @@ from .task_submitter import PendingTask
 class Submission:
     def encode_args(self, args, kwargs, function_name: str):
         """(args_blob, [top-level ObjectRef deps], [ObjectRefs nested inside])."""
+        if not args and not kwargs:
+            return EMPTY_ARGS_BLOB, (), ()
         deps: list = []
         if _has_top_level_ref(args, kwargs):
             args = [_slot(a, deps) for a in args]

@@ -58,6 +58,7 @@ WAKE_IDENTITY = b"\x00zray-wake"
 _recv_frames = recv_frames
 BACKGROUND_TICK_S = 0.05
 FOREGROUND_QUIET_S = 0.02
+BACKGROUND_PARK_S = 1.0
 # A caller waiting for a reply polls without blocking for up to this long
 # when its recent waits were that short (see wait_until).
 SPIN_MAX_S = 0.0003
@@ -94,6 +95,8 @@ class IoLoop:
         self._primary_waker = None     # inproc DEALER into it, used under _waker_lock
         self._waker_lock = threading.Lock()
         self._primary_blocked = False  # the leader sits in a blocking recv on _primary
+        self._bg_parked = False        # the background thread waits for the leaders to leave
+        self._bg_unpark = threading.Event()
         self._foreground_at = 0.0      # last time a caller thread used the loop
 
     # ---------------------------------------------------------- sockets ---
@@ -369,6 +372,8 @@ class IoLoop:
                     self._leading -= 1
                     self._foreground_at = time.monotonic()
                     self.release()
+                    if self._bg_parked and not self._leading:
+                        self._bg_unpark.set()
                 time.sleep(0)  # let the contender that made us yield take the lock
             else:
                 if predicate():
@@ -397,6 +402,7 @@ class IoLoop:
     def stop_background(self) -> None:
         self._running = False
         self._wake(self._bg_wake_w)
+        self._bg_unpark.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=2)
 
@@ -423,6 +429,16 @@ class IoLoop:
             # and a cross-core wake-up.  So while the foreground is busy, sleep
             # without watching the sockets (an undrained ZMQ_FD stays readable).
             if self._leading:
+                # Park until the last leader leaves (it sets the event if it
+                # sees us parked; we re-check after saying so), instead of
+                # waking every 20 ms for nothing while a worker sits idle.
+                self._bg_parked = True
+                if self._leading:
+                    self._bg_unpark.wait(BACKGROUND_PARK_S)
+                    self._bg_unpark.clear()
+                self._bg_parked = False
+                # A leader that just left is often back within microseconds
+                # (a sync caller): wake at most every 20 ms, not per call.
                 time.sleep(FOREGROUND_QUIET_S)
                 continue
             quiet_for = time.monotonic() - self._foreground_at

@@ -29,7 +29,7 @@ def exit_actor():
     worker = process_state.worker
     if worker is None or worker.actor_id is None:
         raise TypeError("exit_actor API is called on a non-actor worker.")
-    from .core.executor import ActorExit
+    from .core.executor_async import ActorExit
     raise ActorExit()
 
 

@@ -37,7 +37,7 @@ import time
 import zmq
 
 from ..sockets import transport
-from ..sockets.transport import recv_frames
+from ..sockets.transport import recv_frames, send_frame, send_routed
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +49,13 @@ _Again = zmq.Again
 _EVENTS = int(zmq.EVENTS)
 _get_option = zmq.backend.Socket.get   # skips pyzmq's Python-level option wrapper
 _recv = zmq.backend.Socket.recv
-_send = zmq.backend.Socket.send
-_SNDMORE = int(zmq.SNDMORE)
 _set_option = zmq.backend.Socket.set
 _RCVTIMEO = int(zmq.RCVTIMEO)
 # Routing id of the inproc DEALER that wakes a leader blocked on the primary socket.
 WAKE_IDENTITY = b"\x00zray-wake"
 _recv_frames = recv_frames
+_send_frame = send_frame
+_send_routed = send_routed
 BACKGROUND_TICK_S = 0.05
 FOREGROUND_QUIET_S = 0.02
 BACKGROUND_PARK_S = 1.0
@@ -162,13 +162,12 @@ class IoLoop:
         """Send one frame on a socket of this loop (lock held).  Every send
         of a zray process goes through here or send_routed, so the loop knows
         which sockets a send may have left with unsignalled input."""
-        _send(sock, frame, 0)
+        _send_frame(sock, frame)
         self._sent.add(sock)
 
     def send_routed(self, router, identity: bytes, frame) -> None:
         """Send one frame to peer ``identity`` of a ROUTER (lock held)."""
-        _send(router, identity, _SNDMORE)
-        _send(router, frame, 0)
+        _send_routed(router, identity, frame)
         self._sent.add(router)
 
     def release(self) -> None:

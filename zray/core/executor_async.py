@@ -1,0 +1,126 @@
+"""Async actors: calls run as coroutines on an asyncio loop on the worker's
+main thread (mixin for Executor).
+
+The loop also drives the process's sockets (readers on every ZMQ_FD), so a
+call starts and replies without a thread hand-off; the IoLoop counts it as a
+permanent leader and its background thread stands by.  max_concurrency
+bounds the coroutines running at once (a semaphore).
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+
+import zmq
+
+from .. import exceptions
+from .core_worker import TaskContext, current_task
+
+
+class ActorExit(BaseException):
+    """Raised by exit_actor(): unwinds the call, then the worker exits."""
+
+
+class AsyncExecution:
+    def _run_event_loop(self) -> None:
+        """The async actor's main thread runs its asyncio loop from here on."""
+        loop = self._async_loop
+        asyncio.set_event_loop(loop)
+        io = self.cw.loop
+        io.acquire()
+        io._leading += 1   # counted under the lock, as wait_until does
+        io.release()
+        watched: dict = {}
+        synced = [-1]      # io._sockets_version the readers were last synced to
+
+        def pump():
+            if io.lock.acquire(False):   # else another thread drives and drains
+                try:
+                    # Sockets sent on since, then the FDs that fired (io_loop.poll_once).
+                    io.poll_once(0)
+                    io.maybe_tick()
+                finally:
+                    io.release()
+            if synced[0] != io._sockets_version:
+                synced[0] = io._sockets_version
+                current = set(io._handlers)
+                for sock in list(watched):
+                    if sock not in current:
+                        loop.remove_reader(watched.pop(sock))
+                for sock in current - set(watched):
+                    try:
+                        fd = sock.getsockopt(zmq.FD)
+                    except zmq.ZMQError:
+                        continue
+                    watched[sock] = fd
+                    loop.add_reader(fd, pump)
+
+        def periodic():
+            if self.exiting:
+                loop.stop()
+                return
+            pump()
+            loop.call_later(0.05, periodic)
+
+        loop.call_soon(periodic)
+        try:
+            loop.run_forever()
+        finally:
+            io.acquire()
+            io._leading -= 1
+            io.release()
+
+    def _start_event_loop(self, max_concurrency: int) -> None:
+        """The loop runs on the main thread once the creation task has replied."""
+        self._async_loop = asyncio.new_event_loop()
+        self._async_sem = asyncio.Semaphore(max_concurrency)
+
+    def _start_async(self, identity, spec) -> None:
+        """On the actor's event loop thread, as is ``_async_tasks``."""
+        # _run_async forgets the task itself: a done callback would cost
+        # another pass of the event loop per call.
+        self._async_tasks[spec.task_id] = self._async_loop.create_task(
+            self._run_async(identity, spec))
+
+    def _cancel_async(self, task_id) -> None:
+        task = self._async_tasks.get(task_id)
+        if task is not None:
+            task.cancel()
+
+    async def _run_async(self, identity, spec) -> None:
+        try:
+            try:
+                await self._async_sem.acquire()
+            except asyncio.CancelledError:   # cancelled while waiting for a free slot
+                self._reply(identity, spec, self._error_returns(
+                    spec, exceptions.TaskCancelledError(spec.task_id.hex())))
+                return
+            try:
+                await self._run_async_call(identity, spec)
+            finally:
+                self._async_sem.release()
+        finally:
+            self._async_tasks.pop(spec.task_id, None)
+
+    async def _run_async_call(self, identity, spec) -> None:
+        ctx = TaskContext(spec.task_id, spec.function_name, spec.actor_id, received=[])
+        token = current_task.set(ctx)
+        try:
+            returns, exiting = await self._invoke_async(spec)
+        finally:
+            current_task.reset(token)
+        borrowed = self.cw.still_held_after_task(ctx, spec) if ctx.received else ()
+        self._reply(identity, spec, returns, borrowed, ctx.returned_refs)
+        if exiting:
+            self.exit_now(0)
+
+    async def _invoke_async(self, spec) -> tuple:
+        try:
+            method = getattr(self.actor, spec.method_name)
+            args, kwargs = self._args(spec)
+            result = method(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+            return self._pack_returns(spec, result), False
+        except (ActorExit, asyncio.CancelledError, Exception) as exc:
+            return self._returns_for_exception(spec, exc)

@@ -18,7 +18,6 @@ import threading
 import traceback
 from collections import deque
 
-
 from .. import exceptions, ids, serialization
 from ..sockets import messages as m
 from ..sockets.messages import ReturnKind, TaskStatus

@@ -37,7 +37,6 @@ import time
 import zmq
 
 from ..sockets import transport
-from ..sockets.transport import recv_frames, send_frame, send_routed
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +52,7 @@ _set_option = zmq.backend.Socket.set
 _RCVTIMEO = int(zmq.RCVTIMEO)
 # Routing id of the inproc DEALER that wakes a leader blocked on the primary socket.
 WAKE_IDENTITY = b"\x00zray-wake"
-_recv_frames = recv_frames
-_send_frame = send_frame
-_send_routed = send_routed
+_recv_frames = transport.recv_frames
 BACKGROUND_TICK_S = 0.05
 FOREGROUND_QUIET_S = 0.02
 BACKGROUND_PARK_S = 1.0
@@ -162,12 +159,12 @@ class IoLoop:
         """Send one frame on a socket of this loop (lock held).  Every send
         of a zray process goes through here or send_routed, so the loop knows
         which sockets a send may have left with unsignalled input."""
-        _send_frame(sock, frame)
+        transport.send_frame(sock, frame)
         self._sent.add(sock)
 
     def send_routed(self, router, identity: bytes, frame) -> None:
         """Send one frame to peer ``identity`` of a ROUTER (lock held)."""
-        _send_routed(router, identity, frame)
+        transport.send_routed(router, identity, frame)
         self._sent.add(router)
 
     def release(self) -> None:
@@ -204,19 +201,7 @@ class IoLoop:
                 check = list(self._handlers)
             else:
                 check, self._sent = self._sent, set()
-            handled = False
-            handlers = self._handlers
-            for sock in check:
-                if sock not in handlers:
-                    continue
-                try:
-                    ready = _get_option(sock, _EVENTS) & POLLIN
-                except zmq.ZMQError:
-                    continue
-                if ready:
-                    self._drain(sock)
-                    handled = True
-            if handled:
+            if self._drain_ready(check):
                 return True   # the caller's condition may hold now
         try:
             events = self._fd_poll.poll(timeout_ms)
@@ -254,12 +239,7 @@ class IoLoop:
             return
         finally:
             self._primary_blocked = False
-        if frames[0] == WAKE_IDENTITY:
-            return
-        try:
-            self._handlers[sock][0](frames)
-        except Exception:
-            log.exception("%s: handler failed", self.name)
+        self._dispatch(self._handlers[sock][0], True, frames)
 
     def _drain(self, sock) -> None:
         entry = self._handlers.get(sock)
@@ -277,14 +257,33 @@ class IoLoop:
             except zmq.ZMQError as exc:
                 log.warning("%s: recv failed on %s: %s", self.name, sock, exc)
                 return
-            if multipart and frames[0] == WAKE_IDENTITY:
-                continue   # a wake-up that arrived after its leader had moved on
-            try:
-                handler(frames)
-            except Exception:
-                log.exception("%s: handler failed", self.name)
+            self._dispatch(handler, multipart, frames)
             if sock not in self._handlers:
                 return
+
+    def _dispatch(self, handler, multipart: bool, frames) -> None:
+        if multipart and frames[0] == WAKE_IDENTITY:
+            return   # a wake-up for a leader blocked on the primary socket
+        try:
+            handler(frames)
+        except Exception:
+            log.exception("%s: handler failed", self.name)
+
+    def _drain_ready(self, sockets) -> bool:
+        """Drain those of ``sockets`` that hold input (lock held); True if any did."""
+        handled = False
+        handlers = self._handlers
+        for sock in sockets:
+            if sock not in handlers:
+                continue
+            try:
+                ready = _get_option(sock, _EVENTS) & POLLIN
+            except zmq.ZMQError:
+                continue
+            if ready:
+                self._drain(sock)
+                handled = True
+        return handled
 
     def maybe_tick(self) -> None:
         """Run the tick callbacks if one is due (lock held)."""
@@ -302,12 +301,7 @@ class IoLoop:
     def drain_all(self) -> None:
         """Drain every socket that has input, without blocking (lock held)."""
         self._sent.clear()
-        for sock in list(self._handlers):
-            try:
-                if _get_option(sock, _EVENTS) & POLLIN:
-                    self._drain(sock)
-            except zmq.ZMQError:
-                continue
+        self._drain_ready(list(self._handlers))
 
     def wait_until(self, predicate, timeout: float | None = None, spin: bool = False,
                    idle: bool = False) -> bool:

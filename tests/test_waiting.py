@@ -1,5 +1,6 @@
-"""A caller blocked in get() may spin briefly for a fast reply, but a long
-wait must sleep: its CPU time stays small (real processes)."""
+"""A caller blocked in get(), or a worker waiting for its next call, may spin
+briefly, but a long wait must sleep: its CPU time stays small (real
+processes)."""
 import time
 
 import psutil
@@ -78,3 +79,33 @@ def test_threads_of_an_idle_actor_get_replies_without_waiting_for_a_tick(cluster
     assert in_calls is not None, "the actor's thread never finished its calls"
     # Without the wake-up each call waits up to a tick for the idle main thread.
     assert in_calls < 0.25, f"20 calls from an idle actor's thread took {in_calls:.2f}s"
+
+
+@pytest.mark.parametrize("kind", ["plain", "async"])
+def test_a_worker_stops_spinning_once_calls_stop(cluster, kind):
+    """A worker handed calls back to back polls briefly for the next one
+    (io_loop IDLE_SPIN_S) instead of blocking at once; when the calls stop,
+    it must go back to sleep, not keep a core busy."""
+    class Echo:
+        def pid(self):
+            import os
+            return os.getpid()
+
+        def echo(self, x):
+            return x
+
+    class AsyncEcho(Echo):
+        async def echo(self, x):
+            return x
+
+    actor = zray.remote(num_cpus=0)(Echo if kind == "plain" else AsyncEcho).remote()
+    worker = psutil.Process(zray.get(actor.pid.remote()))
+    for i in range(500):                     # back-to-back calls: the worker spins between them
+        assert zray.get(actor.echo.remote(i)) == i
+    cpu_before = sum(worker.cpu_times()[:2])
+    start = time.monotonic()
+    time.sleep(1.5)
+    idle = time.monotonic() - start
+    cpu_used = sum(worker.cpu_times()[:2]) - cpu_before
+    assert cpu_used < 0.1 * idle, f"an idle {kind} actor used {cpu_used:.2f}s of CPU in {idle:.2f}s"
+    assert zray.get(actor.echo.remote("still there"), timeout=10) == "still there"

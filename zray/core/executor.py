@@ -72,6 +72,8 @@ class Executor(AsyncExecution):
         self._async_loop = None
         self._async_sem = None
         self._async_tasks: dict = {}         # task_id -> asyncio.Task (event loop thread)
+        self._idle_since = None              # async: when the last running call ended
+        self._spin_for_next_call = None      # async: set by the event loop
         self._calls: dict = {}               # function_id -> calls run (for max_calls)
         self._outbox: deque = deque()        # (identity, TaskReply) from pool threads
         self._main_thread = threading.get_ident()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
+import time
 
 import zmq
 
@@ -33,11 +35,12 @@ class AsyncExecution:
         watched: dict = {}
         synced = [-1]      # io._sockets_version the readers were last synced to
 
-        def pump():
+        def pump() -> bool:
+            handled = False
             if io.lock.acquire(False):   # else another thread drives and drains
                 try:
                     # Sockets sent on since, then the FDs that fired (io_loop.poll_once).
-                    io.poll_once(0)
+                    handled = io.poll_once(0)
                     io.maybe_tick()
                 finally:
                     io.release()
@@ -54,6 +57,17 @@ class AsyncExecution:
                         continue
                     watched[sock] = fd
                     loop.add_reader(fd, pump)
+            return handled
+
+        def spin(until: float) -> None:
+            # Poll for the next call instead of sleeping in epoll (IoLoop.IDLE_SPIN_S).
+            if self._async_tasks or self.exiting or time.monotonic() >= until:
+                return
+            if not pump():
+                os.sched_yield()
+            loop.call_soon(spin, until)
+
+        self._spin_for_next_call = spin
 
         def periodic():
             if self.exiting:
@@ -77,6 +91,9 @@ class AsyncExecution:
 
     def _start_async(self, identity, spec) -> None:
         """On the actor's event loop thread, as is ``_async_tasks``."""
+        if self._idle_since is not None:
+            self.cw.loop.note_idle_wait(time.monotonic() - self._idle_since)
+            self._idle_since = None
         # _run_async forgets the task itself: a done callback would cost
         # another pass of the event loop per call.
         self._async_tasks[spec.task_id] = self._async_loop.create_task(
@@ -100,7 +117,13 @@ class AsyncExecution:
             finally:
                 self._async_sem.release()
         finally:
-            self._async_tasks.pop(spec.task_id, None)
+            tasks = self._async_tasks
+            tasks.pop(spec.task_id, None)
+            if not tasks and self._spin_for_next_call is not None:
+                now = self._idle_since = time.monotonic()
+                until = self.cw.loop.idle_spin_deadline(now)
+                if until:
+                    self._async_loop.call_soon(self._spin_for_next_call, until)
 
     async def _run_async_call(self, identity, spec) -> None:
         ctx = TaskContext(spec.task_id, spec.function_name, spec.actor_id, received=[])

@@ -59,6 +59,10 @@ BACKGROUND_PARK_S = 1.0
 # A caller waiting for a reply polls without blocking for up to this long
 # when its recent waits were that short (see wait_until).
 SPIN_MAX_S = 0.0003
+# A worker waiting for its next call polls for it this long before blocking,
+# while its recent waits were that short (calls arriving back to back): the
+# blocking recv puts a ~40 us wake-up on the next call's critical path.
+IDLE_SPIN_S = 0.0003
 
 
 class IoLoop:
@@ -85,6 +89,7 @@ class IoLoop:
         self._tick_callbacks: list = []
         self._next_tick = 0.0
         self._recent_wait_s = 0.0          # moving average of spinning callers' waits
+        self._recent_idle_s = 0.0          # moving average of a worker's waits for work
         self._running = False
         self._thread = None
         self._leading = 0              # threads polling as leader right now
@@ -169,6 +174,9 @@ class IoLoop:
 
     def release(self) -> None:
         self.lock.release()
+        self._notify_followers()
+
+    def _notify_followers(self) -> None:
         if self._followers:
             with self._round_done:
                 self._round_done.notify_all()
@@ -303,6 +311,15 @@ class IoLoop:
         self._sent.clear()
         self._drain_ready(list(self._handlers))
 
+    def idle_spin_deadline(self, now: float) -> float:
+        """Until when a worker that just went idle at ``now`` polls for its
+        next call before blocking (0.0: block at once)."""
+        return now + IDLE_SPIN_S if self._recent_idle_s < IDLE_SPIN_S else 0.0
+
+    def note_idle_wait(self, waited: float) -> None:
+        """A worker's wait for work lasted ``waited`` seconds."""
+        self._recent_idle_s = 0.8 * self._recent_idle_s + 0.2 * waited
+
     def wait_until(self, predicate, timeout: float | None = None, spin: bool = False,
                    idle: bool = False) -> bool:
         """Drive (or follow) until ``predicate()`` is true; False on timeout.
@@ -311,18 +328,21 @@ class IoLoop:
         for up to SPIN_MAX_S while its recent waits were shorter than that.
         Blocking costs a thread wake-up on the reply's arrival, which on this
         VM is a cross-core interrupt (~20-30 us of every hop): a bare zmq
-        echo runs 7k/s blocking, 14-17k/s with the client spinning.  Only
-        callers spin (a worker waiting for work never does), so the other
-        core stays free for the process that computes the reply.
+        echo runs 7k/s blocking, 14-17k/s with the client spinning.  Each
+        empty spin step yields the CPU (sched_yield) to whoever is queued.
 
         ``idle``: a worker's main thread waiting for work; it blocks on the
-        primary socket (set_primary) when one is set."""
+        primary socket (set_primary) when one is set, after spinning up to
+        IDLE_SPIN_S while its recent waits for work were shorter than that."""
         primary = idle and self._primary is not None
         if predicate():
             return True
         start = time.monotonic()
         deadline = None if timeout is None else start + timeout
-        spin_until = start + SPIN_MAX_S if spin and self._recent_wait_s < SPIN_MAX_S else 0.0
+        if spin:
+            spin_until = start + SPIN_MAX_S if self._recent_wait_s < SPIN_MAX_S else 0.0
+        else:
+            spin_until = self.idle_spin_deadline(start) if primary else 0.0
         if deadline is not None and spin_until > deadline:
             spin_until = deadline
         while True:
@@ -334,7 +354,9 @@ class IoLoop:
                             break
                         now = time.monotonic()
                         if now < spin_until:
-                            if not self.poll_once(0):
+                            if self.poll_once(0):
+                                self._notify_followers()   # it may be their reply
+                            else:
                                 # The zmq IO thread that carries our request (or
                                 # the process computing the reply) may be queued
                                 # on this CPU, where the scheduler lets a running
@@ -353,13 +375,13 @@ class IoLoop:
                         else:
                             self.poll_once(wait_ms)
                         self.maybe_tick()
-                        if self._followers:
-                            with self._round_done:
-                                self._round_done.notify_all()
+                        self._notify_followers()
                     else:
                         if spin:
                             waited = time.monotonic() - start
                             self._recent_wait_s = 0.8 * self._recent_wait_s + 0.2 * waited
+                        elif primary:
+                            self.note_idle_wait(time.monotonic() - start)
                         return True
                 finally:
                     self._leading -= 1

@@ -249,7 +249,9 @@ class IoLoop:
             self._primary_blocked = False
         self._dispatch(self._handlers[sock][0], True, frames)
 
-    def _drain(self, sock) -> None:
+    def _drain(self, sock, known_ready: bool = False) -> None:
+        """Read and handle every message ``sock`` holds (``known_ready``: its
+        EVENTS just said POLLIN, so the first check is skipped)."""
         entry = self._handlers.get(sock)
         if entry is None:
             return
@@ -257,7 +259,9 @@ class IoLoop:
         while True:
             try:
                 # EVENTS before recv: cheaper than a zmq.Again per drain.
-                if not _get_option(sock, _EVENTS) & POLLIN:
+                if known_ready:
+                    known_ready = False
+                elif not _get_option(sock, _EVENTS) & POLLIN:
                     return
                 frames = _recv_frames(sock, _NOBLOCK) if multipart else _recv(sock, _NOBLOCK)
             except _Again:
@@ -289,7 +293,7 @@ class IoLoop:
             except zmq.ZMQError:
                 continue
             if ready:
-                self._drain(sock)
+                self._drain(sock, known_ready=True)
                 handled = True
         return handled
 

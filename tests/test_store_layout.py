@@ -175,3 +175,21 @@ def test_parallel_copy_of_a_large_buffer_is_exact():
     layout.write_object(dest, b"", [big])
     _, got = layout.read_object(dest)
     assert np.array_equal(np.frombuffer(got[0], dtype=np.uint8), big)
+
+
+@pytest.mark.parametrize("sizes", [
+    [16 << 20] * 5 + [3 << 20],          # a restored object: 16 MiB chunks, a short last one
+    [1 << 20, 70 << 20],                  # uneven: one piece alone is past a thread's share
+    [4096, 100],                          # below the parallel threshold: copied in place
+])
+def test_copy_pieces_copies_every_piece_whatever_the_split(sizes):
+    total = sum(sizes)
+    source = np.random.default_rng(7).integers(0, 256, total, dtype=np.uint8)
+    dest = bytearray(total)
+    src_view, dest_view = memoryview(source).cast("B"), memoryview(dest)
+    pieces, start = [], 0
+    for size in sizes:
+        pieces.append((dest_view[start:start + size], src_view[start:start + size]))
+        start += size
+    layout.copy_pieces(pieces)
+    assert np.array_equal(np.frombuffer(dest, dtype=np.uint8), source)

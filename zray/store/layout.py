@@ -120,17 +120,55 @@ def _copy_threads() -> int:
     return min(4, os.cpu_count() or 1)
 
 
-def _parallel_copy(np, to, frm, n: int) -> None:
+def _pool():
     global _copy_pool
     if _copy_pool is None:
         from concurrent.futures import ThreadPoolExecutor
         _copy_pool = ThreadPoolExecutor(_copy_threads() - 1, thread_name_prefix="zray-copy")
+    return _copy_pool
+
+
+def _parallel_copy(np, to, frm, n: int) -> None:
     parts = _copy_threads()
     step = _align_up(-(-n // parts), _PAGE)
     bounds = [(a, min(a + step, n)) for a in range(0, n, step)]
-    futures = [_copy_pool.submit(np.copyto, to[a:b], frm[a:b]) for a, b in bounds[1:]]
+    futures = [_pool().submit(np.copyto, to[a:b], frm[a:b]) for a, b in bounds[1:]]
     a, b = bounds[0]
     np.copyto(to[a:b], frm[a:b])
+    for future in futures:
+        future.result()
+
+
+def copy_pieces(pieces: list) -> None:
+    """Copy each (dest, src) pair of equal-length byte memoryviews.  Pieces
+    adding up to _PARALLEL_COPY_MIN are spread over the copy threads in
+    contiguous runs (restoring a spilled object: its 16 MiB LMDB chunks)."""
+    total = sum(src.nbytes for _, src in pieces)
+    try:
+        import numpy as np
+    except ImportError:
+        np = None
+    if np is None or total < _PARALLEL_COPY_MIN or _copy_threads() < 2 or len(pieces) < 2:
+        for dest, src in pieces:
+            _copy_into(dest, 0, src)
+        return
+
+    def run(group):
+        for dest, src in group:
+            np.copyto(np.frombuffer(dest, dtype=np.uint8), np.frombuffer(src, dtype=np.uint8))
+
+    share = -(-total // _copy_threads())
+    groups, current, size = [], [], 0
+    for piece in pieces:
+        current.append(piece)
+        size += piece[1].nbytes
+        if size >= share:
+            groups.append(current)
+            current, size = [], 0
+    if current:
+        groups.append(current)
+    futures = [_pool().submit(run, group) for group in groups[1:]]
+    run(groups[0])
     for future in futures:
         future.result()
 

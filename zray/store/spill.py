@@ -26,6 +26,8 @@ import threading
 
 import lmdb
 
+from .layout import copy_pieces
+
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 16 << 20   # measured: 4-16 MiB chunks write 2-4x faster than 64 MiB
@@ -125,9 +127,11 @@ class SpillStore:
             if raw is None:
                 raise KeyError(f"object {object_id.hex()} is not spilled")
             size = int.from_bytes(bytes(raw), "little")
+            pieces = []
             for index, start in enumerate(range(0, size, CHUNK_BYTES)):
                 chunk = txn.get(object_id + index.to_bytes(4, "little"))
-                dest[start:start + len(chunk)] = chunk
+                pieces.append((dest[start:start + len(chunk)], memoryview(chunk)))
+            copy_pieces(pieces)   # within the txn: the chunks are views of LMDB's map
         return size
 
     def delete(self, object_id: bytes) -> bool:

@@ -65,6 +65,10 @@ SPIN_MAX_S = 0.0003
 IDLE_SPIN_S = 0.0003
 
 
+def _moving_average(average: float, sample: float) -> float:
+    return 0.8 * average + 0.2 * sample
+
+
 class IoLoop:
     def __init__(self, name: str = "io"):
         self.name = name
@@ -322,7 +326,7 @@ class IoLoop:
 
     def note_idle_wait(self, waited: float) -> None:
         """A worker's wait for work lasted ``waited`` seconds."""
-        self._recent_idle_s = 0.8 * self._recent_idle_s + 0.2 * waited
+        self._recent_idle_s = _moving_average(self._recent_idle_s, waited)
 
     def wait_until(self, predicate, timeout: float | None = None, spin: bool = False,
                    idle: bool = False) -> bool:
@@ -382,8 +386,8 @@ class IoLoop:
                         self._notify_followers()
                     else:
                         if spin:
-                            waited = time.monotonic() - start
-                            self._recent_wait_s = 0.8 * self._recent_wait_s + 0.2 * waited
+                            self._recent_wait_s = _moving_average(
+                                self._recent_wait_s, time.monotonic() - start)
                         elif primary:
                             self.note_idle_wait(time.monotonic() - start)
                         return True

@@ -128,15 +128,18 @@ def _pool():
     return _copy_pool
 
 
-def _parallel_copy(np, to, frm, n: int) -> None:
-    parts = _copy_threads()
-    step = _align_up(-(-n // parts), _PAGE)
-    bounds = [(a, min(a + step, n)) for a in range(0, n, step)]
-    futures = [_pool().submit(np.copyto, to[a:b], frm[a:b]) for a, b in bounds[1:]]
-    a, b = bounds[0]
-    np.copyto(to[a:b], frm[a:b])
+def _on_copy_threads(work, parts: list) -> None:
+    """work(part) for every part: the first on this thread, the rest on the pool."""
+    futures = [_pool().submit(work, part) for part in parts[1:]]
+    work(parts[0])
     for future in futures:
         future.result()
+
+
+def _parallel_copy(np, to, frm, n: int) -> None:
+    step = _align_up(-(-n // _copy_threads()), _PAGE)
+    bounds = [(a, min(a + step, n)) for a in range(0, n, step)]
+    _on_copy_threads(lambda ab: np.copyto(to[ab[0]:ab[1]], frm[ab[0]:ab[1]]), bounds)
 
 
 def copy_pieces(pieces: list) -> None:
@@ -153,24 +156,21 @@ def copy_pieces(pieces: list) -> None:
             _copy_into(dest, 0, src)
         return
 
-    def run(group):
-        for dest, src in group:
+    def copy_run(run):
+        for dest, src in run:
             np.copyto(np.frombuffer(dest, dtype=np.uint8), np.frombuffer(src, dtype=np.uint8))
 
     share = -(-total // _copy_threads())
-    groups, current, size = [], [], 0
+    runs, current, size = [], [], 0
     for piece in pieces:
         current.append(piece)
         size += piece[1].nbytes
         if size >= share:
-            groups.append(current)
+            runs.append(current)
             current, size = [], 0
     if current:
-        groups.append(current)
-    futures = [_pool().submit(run, group) for group in groups[1:]]
-    run(groups[0])
-    for future in futures:
-        future.result()
+        runs.append(current)
+    _on_copy_threads(copy_run, runs)
 
 
 def _forget_copy_pool() -> None:   # a forked child does not inherit the pool's threads

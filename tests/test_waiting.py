@@ -57,6 +57,8 @@ def test_threads_of_an_idle_actor_get_replies_without_waiting_for_a_tick(cluster
             import threading
 
             def run():
+                # Untimed first call: a lease or a worker start must not count.
+                assert zray.get(quick.remote(-1)) == -1
                 total = 0.0
                 for i in range(n):
                     time.sleep(0.06)         # the main thread is surely blocked by now

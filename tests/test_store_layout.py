@@ -155,7 +155,7 @@ def test_large_buffers_are_placed_at_their_source_page_phase():
     small = b"x" * 100
     stream, buffers = b"stream", [small, big]
     phases = layout.source_phases(buffers)
-    assert phases[1] == big.ctypes.data % 4096 // 64 * 64
+    assert phases[1] == big.ctypes.data % 4096
     size = layout.encoded_size(len(stream), [len(small), big.nbytes], phases)
     assert size <= layout.encoded_size(len(stream), [len(small), big.nbytes]) + 4096
     dest = memoryview(bytearray(size))
@@ -164,7 +164,7 @@ def test_large_buffers_are_placed_at_their_source_page_phase():
     assert bytes(got_stream) == b"stream" and bytes(got[0]) == small
     assert np.array_equal(np.frombuffer(got[1], dtype=np.int64), big)
     offset = struct.unpack_from("<4Q", dest, 20)[2]     # second buffer's table offset
-    assert offset % 4096 == phases[1] and offset % 64 == 0
+    assert offset % 4096 == phases[1]     # the source's own alignment, here 8 mod 64
 
 
 def test_parallel_copy_of_a_large_buffer_is_exact():

@@ -10,11 +10,14 @@ Layout (all integers little-endian; offsets are relative to the start of the obj
     12      8        stream length in bytes (uint64)
     20      16 * n   buffer table: per buffer (offset uint64, length uint64)
     20+16n  len      the pickle stream
-    ...              buffer i at its table offset, each a multiple of ALIGN (64)
+    ...              buffer i at its table offset
 
 Buffers start on 64-byte boundaries (relative to the object start; the arena hands
 out 4096-aligned object offsets, so they are 64-aligned in memory too) so numpy and
-pyarrow get cache-line/SIMD-aligned data back.  Padding bytes are unspecified.
+pyarrow get cache-line/SIMD-aligned data back.  The exception: a buffer of 1 MiB
+or more written with its source's page phase (see _plan) sits at that phase, so
+it comes back with exactly the alignment its source had.  Padding bytes are
+unspecified.
 
 Readers get slices of the source memoryview back (zero copy): over a read-only
 mapping the buffers are read-only, and numpy arrays rebuilt from them have
@@ -28,6 +31,7 @@ import pickle
 import struct
 
 from zray.store.errors import CorruptObjectError
+from zray.store.fastcopy import copy_array
 
 ALIGN = 64
 MAGIC = b"ZOBJ"
@@ -49,25 +53,29 @@ def _plan(stream_len: int, buffer_lens: list[int], phases=None) -> tuple[int, li
     """Return (stream_offset, buffer_offsets, total_size) for the given lengths.
 
     ``phases`` (from ``source_phases``): for each large buffer, where in a page
-    its source starts.  The buffer is then placed at the same phase (objects
-    start page-aligned), so a copy never writes just ahead of where it reads
-    within a page (4K aliasing: measured 22 vs 31-37 GB/s for 800 MB here).
-    Costs at most a page of padding per large buffer."""
+    its source starts.  The buffer is then placed at exactly that phase
+    (objects start page-aligned), so source and destination share their low
+    address bits: a copy never writes just ahead of where it reads within a
+    page (4K aliasing: measured 22 vs 31-37 GB/s for 800 MB here), and
+    `rep movsb` streams (fastcopy.py; with the low bits mismatched it is
+    slower than memcpy).  The copy keeps the source's own alignment; costs at
+    most a page of padding per large buffer."""
     stream_offset = _FIXED.size + _ENTRY_SIZE * len(buffer_lens)
     end = stream_offset + stream_len
     offsets = []
     for index, length in enumerate(buffer_lens):
-        start = _align_up(end)
         phase = phases[index] if phases is not None else None
         if phase is not None and length >= _PHASE_MIN:
-            start += (phase - start) % _PAGE
+            start = end + (phase - end) % _PAGE
+        else:
+            start = _align_up(end)
         offsets.append(start)
         end = start + length
     return stream_offset, offsets, end
 
 
 def source_phases(buffers: list) -> list | None:
-    """Per buffer: its address modulo a page, rounded down to ALIGN (None if unknown)."""
+    """Per buffer: its address modulo a page (None if unknown)."""
     try:
         import numpy as np
     except ImportError:
@@ -79,7 +87,7 @@ def source_phases(buffers: list) -> list | None:
         except (TypeError, ValueError):
             phases.append(None)
             continue
-        phases.append(address % _PAGE // ALIGN * ALIGN)
+        phases.append(address % _PAGE)
     return phases
 
 
@@ -106,7 +114,7 @@ def _copy_into(dest: memoryview, start: int, src: memoryview) -> None:
             if n >= _PARALLEL_COPY_MIN and _copy_threads() > 1:
                 _parallel_copy(np, to, frm, n)
             else:
-                np.copyto(to, frm)
+                copy_array(np, to, frm)
             return
     dest[start : start + n] = src
 
@@ -139,7 +147,7 @@ def _on_copy_threads(work, parts: list) -> None:
 def _parallel_copy(np, to, frm, n: int) -> None:
     step = _align_up(-(-n // _copy_threads()), _PAGE)
     bounds = [(a, min(a + step, n)) for a in range(0, n, step)]
-    _on_copy_threads(lambda ab: np.copyto(to[ab[0]:ab[1]], frm[ab[0]:ab[1]]), bounds)
+    _on_copy_threads(lambda ab: copy_array(np, to[ab[0]:ab[1]], frm[ab[0]:ab[1]]), bounds)
 
 
 def copy_pieces(pieces: list) -> None:
@@ -158,7 +166,7 @@ def copy_pieces(pieces: list) -> None:
 
     def copy_run(run):
         for dest, src in run:
-            np.copyto(np.frombuffer(dest, dtype=np.uint8), np.frombuffer(src, dtype=np.uint8))
+            copy_array(np, np.frombuffer(dest, dtype=np.uint8), np.frombuffer(src, dtype=np.uint8))
 
     share = -(-total // _copy_threads())
     runs, current, size = [], [], 0
@@ -278,7 +286,7 @@ def read_object(src) -> tuple[memoryview, list[memoryview]]:
     prev_end = stream_end
     for i in range(n_buffers):
         start, length = table[2 * i], table[2 * i + 1]
-        if start % ALIGN:
+        if start % ALIGN and length < _PHASE_MIN:   # large ones may sit at their source's phase
             raise CorruptObjectError(f"buffer {i} offset {start} is not {ALIGN}-byte aligned")
         if start < prev_end:
             raise CorruptObjectError(

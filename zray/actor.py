@@ -7,6 +7,7 @@ import inspect
 from . import ids
 from . import options as opts
 from .core import process_state
+from .core.object_ref import ObjectRef
 from .sockets.messages import GcsMethod
 
 ACTOR_META_NS = "actor_meta"
@@ -104,6 +105,8 @@ class ActorClass:
                             "is_async": meta["is_async"]}
         spec, creation_refs = cw.build_actor_creation_spec(actor_id, class_id, meta["class_name"], args, kwargs,
                                             creation_options)
+        # Non-detached actors live while any handle does (ids.actor_handle_object_id).
+        handle_object = None if detached else ids.actor_handle_object_id(spec.task_id)
         handle_meta = dict(meta, max_task_retries=options.get("max_task_retries", 0) or 0)
         cw.gcs_call(GcsMethod.KV_PUT, ACTOR_META_NS, actor_id, _dumps(handle_meta), True)
         from .core.core_worker import GcsError
@@ -128,12 +131,15 @@ class ActorClass:
         cw.loop.acquire()
         try:
             cw.actors.register_owned(actor_id, detached)
+            if handle_object is not None:
+                cw.refs.add_actor_handle(handle_object, actor_id, cw.address)
             if creation_refs:
                 cw.actors.hold_for_creation(actor_id, creation_refs,
                                             bool(options.get("max_restarts")))
         finally:
             cw.loop.release()
-        return ActorHandle(actor_id, handle_meta)
+        handle_ref = None if handle_object is None else ObjectRef(handle_object, cw.address, _count=False)
+        return ActorHandle(actor_id, handle_meta, handle_ref)
 
 
 _feasible_shapes: set = set()
@@ -168,29 +174,30 @@ def get_handle(cw, actor_id: bytes):
     import pickle
     data = cw.gcs_call(GcsMethod.KV_GET, ACTOR_META_NS, actor_id)
     meta = pickle.loads(data) if data else {"class_name": "Actor", "methods": {}, "is_async": False}
+    # Uncounted, as in Ray: a handle looked up by name (or current_actor)
+    # does not keep a non-detached actor alive once its creator's handles
+    # and the ones passed on from them are gone.
     return ActorHandle(actor_id, meta)
 
 
-def _rebuild_handle(actor_id, meta):
-    return ActorHandle(actor_id, meta)
+def _rebuild_handle(actor_id, meta, handle_ref=None):
+    return ActorHandle(actor_id, meta, handle_ref)
 
 
 class ActorHandle:
-    def __init__(self, actor_id: bytes, meta: dict):
+    """A reference to an actor.  A non-detached actor's handles are counted
+    through ``_handle_ref``, an ObjectRef of the actor's handle object that
+    every copy carries, so the object borrowing protocol (ownership.py)
+    tells the creator when the last handle anywhere is gone."""
+
+    def __init__(self, actor_id: bytes, meta: dict, handle_ref=None):
         self._actor_id = actor_id
         self._meta = meta
+        self._handle_ref = handle_ref
+        # Method name -> num_returns.  Not ActorMethod objects: those point
+        # back at the handle, and that cycle would keep it (and the actor)
+        # alive until the cyclic GC runs.
         self._methods = {}
-        worker = process_state.worker
-        if worker is not None:
-            worker.actors.handle_ops.append((actor_id, 1))
-
-    def __del__(self):
-        worker = process_state.worker
-        if worker is not None:
-            try:
-                worker.actors.handle_ops.append((self._actor_id, -1))
-            except Exception:
-                pass
 
     def __getattr__(self, name):
         if name.startswith("__") and name.endswith("__"):
@@ -198,27 +205,16 @@ class ActorHandle:
         methods = self.__dict__.get("_methods")
         if methods is None:
             raise AttributeError(name)
-        cached = methods.get(name)
-        if cached is not None:
-            return cached
-        declared = self._meta["methods"]
-        if declared and name not in declared:
-            raise AttributeError(f"'{self._meta['class_name']}' actor has no method '{name}'")
-        actor_method = ActorMethod(self, name, declared.get(name, 1))
-        methods[name] = actor_method
-        return actor_method
+        num_returns = methods.get(name)
+        if num_returns is None:
+            declared = self._meta["methods"]
+            if declared and name not in declared:
+                raise AttributeError(f"'{self._meta['class_name']}' actor has no method '{name}'")
+            num_returns = methods[name] = declared.get(name, 1)
+        return ActorMethod(self, name, num_returns)
 
     def __reduce__(self):
-        worker = process_state.worker
-        if worker is not None:
-            worker.loop.acquire()
-            try:
-                st = worker.actors.actors.get(self._actor_id)
-                if st is not None:
-                    st.escaped = True
-            finally:
-                worker.loop.release()
-        return _rebuild_handle, (self._actor_id, self._meta)
+        return _rebuild_handle, (self._actor_id, self._meta, self._handle_ref)
 
     def __repr__(self):
         return f"Actor({self._meta['class_name']}, {self._actor_id.hex()})"
@@ -235,6 +231,8 @@ class ActorHandle:
 
 
 class ActorMethod:
+    __slots__ = ("_handle", "_name", "_num_returns")
+
     def __init__(self, handle: ActorHandle, name: str, num_returns: int):
         self._handle = handle
         self._name = name
@@ -263,8 +261,9 @@ class ActorMethod:
         cw = process_state.require_worker()
         if max_task_retries is None:
             max_task_retries = self._handle._meta.get("max_task_retries", 0)
-        refs = cw.submit_actor_task(self._handle._actor_id, self._name, args, kwargs, num_returns,
-                                    max_task_retries)
+        handle = self._handle
+        refs = cw.submit_actor_task(handle._actor_id, self._name, args, kwargs, num_returns,
+                                    max_task_retries, handle._handle_ref)
         if num_returns == 1:
             return refs[0]
         if num_returns == 0:

@@ -8,7 +8,8 @@ Layout (DESIGN.md section 2):
     JobID     4 bytes
     TaskID    12-byte hash(parent TaskID, child index) + JobID       = 16 bytes
     ObjectID  TaskID + 4-byte little-endian index                     = 20 bytes
-              returns use 1..2**31-1, puts use 2**31 + put index
+              returns use 1..2**31-1, puts use 2**31 + put index; index 0 of
+              an actor's creation task counts the actor's handles (no value)
     ActorID, NodeID, WorkerID, PlacementGroupID: 16 random bytes
 """
 from __future__ import annotations
@@ -51,6 +52,17 @@ def object_id_for_return(task_id: bytes, index: int) -> bytes:
 
 def object_id_for_put(task_id: bytes, put_index: int) -> bytes:
     return task_id + (PUT_INDEX_BASE + put_index).to_bytes(4, "little")
+
+
+def actor_handle_object_id(creation_task_id: bytes) -> bytes:
+    """The object whose references are an actor's handles (as Ray's actor
+    handle refs): its owner, the actor's creator, counts every handle with
+    the object borrowing protocol and ends the actor when none is left."""
+    return creation_task_id + b"\0\0\0\0"
+
+
+def is_actor_handle_object(object_id: bytes) -> bool:
+    return object_id.endswith(b"\0\0\0\0") and len(object_id) == OBJECT_ID_SIZE
 
 
 def task_id_of_object(object_id: bytes) -> bytes:

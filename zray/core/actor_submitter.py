@@ -24,9 +24,10 @@ ERROR = int(ReturnKind.ERROR)   # plain ints on the wire: enums pickle slowly
 
 
 class ActorCall:
-    __slots__ = ("spec", "return_ids", "deps", "unresolved", "cancelled", "retries_left", "nested")
+    __slots__ = ("spec", "return_ids", "deps", "unresolved", "cancelled", "retries_left", "nested",
+                 "handle_ref")
 
-    def __init__(self, spec, return_ids, deps, retries_left=0, nested=()):
+    def __init__(self, spec, return_ids, deps, retries_left=0, nested=(), handle_ref=None):
         self.spec = spec
         self.return_ids = return_ids
         self.deps = deps
@@ -34,11 +35,12 @@ class ActorCall:
         self.unresolved = 0
         self.cancelled = False
         self.retries_left = retries_left   # max_task_retries: resend after a restart
+        self.handle_ref = handle_ref       # keeps the actor alive until the call is done
 
 
 class ActorState:
     __slots__ = ("actor_id", "state", "endpoint", "sock", "queue", "in_flight", "death_blob",
-                 "seq", "handles", "owned", "escaped", "detached", "out_of_scope",
+                 "seq", "owned", "detached", "out_of_scope",
                  "info_pending", "creation_refs", "restartable")
 
     def __init__(self, actor_id):
@@ -50,9 +52,7 @@ class ActorState:
         self.in_flight: dict = {}
         self.death_blob = None
         self.seq = 0
-        self.handles = 0
         self.owned = False
-        self.escaped = False
         self.detached = False
         self.out_of_scope = False
         self.info_pending = 0       # GET_ACTOR_INFO(wait) requests not answered yet
@@ -65,7 +65,6 @@ class ActorSubmitter:
         self.cw = core_worker
         self.actors: dict = {}
         self.in_flight: dict = {}           # task_id -> ActorState
-        self.handle_ops: deque = deque()    # (actor_id, +1/-1) from any thread
 
     def state_of(self, actor_id: bytes) -> ActorState:
         """State for an actor, subscribing to it on first use (lock held)."""
@@ -252,18 +251,16 @@ class ActorSubmitter:
         return True
 
     # ------------------------------------------------------ handle counts ---
-    def apply_handle_ops(self) -> None:
-        ops = self.handle_ops
-        while ops:
-            actor_id, delta = ops.popleft()
-            st = self.actors.get(actor_id)
-            if st is None or not st.owned:
-                continue
-            st.handles += delta
-            if st.handles <= 0 and not st.escaped and not st.detached and st.state != "DEAD":
-                st.out_of_scope = True
-                if not st.in_flight and not st.queue:
-                    self._send_out_of_scope(st)
+    def handles_gone(self, actor_id: bytes) -> None:
+        """The last handle of an actor we created is gone in every process
+        (its handle object was freed): end it once our calls to it are done,
+        as Ray does for non-detached actors (lock held)."""
+        st = self.actors.get(actor_id)
+        if st is None or not st.owned or st.detached or st.state == "DEAD":
+            return
+        st.out_of_scope = True
+        if not st.in_flight and not st.queue:
+            self._send_out_of_scope(st)
 
     def _send_out_of_scope(self, st) -> None:
         if st.state == "DEAD" or not st.out_of_scope:

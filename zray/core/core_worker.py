@@ -368,8 +368,11 @@ class CoreWorker(ObjectApi, Submission, Ownership):
 
     def flush_ref_ops(self) -> None:
         """Apply queued ref-count changes and send store frees (lock held)."""
-        self.refs.apply_ref_ops()
-        self.actors.apply_handle_ops()
+        refs = self.refs
+        refs.apply_ref_ops()
+        if refs.freed_actor_handles:
+            for actor_id in refs.take_freed_actor_handles():
+                self.actors.handles_gone(actor_id)
         releases = self.refs.take_borrower_releases()
         if releases:
             self.send_borrower_releases(releases)

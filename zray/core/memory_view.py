@@ -19,6 +19,7 @@ import os
 
 from ..sockets import messages as m
 from ..sockets.messages import ReturnKind
+from ..ids import is_actor_handle_object
 from ..pids import pid_alive
 from . import process_state
 from .pending import PENDING
@@ -39,6 +40,8 @@ def reference_summary(cw) -> dict:
     """This process's reference table (lock held by the caller or taken here)."""
     rows = []
     for object_id, entry in list(cw.refs.objects.items()):
+        if is_actor_handle_object(object_id):
+            continue   # counts an actor's handles; holds no value
         kind = entry.kind
         size, node = None, None
         if kind == INLINE and entry.data is not None:

@@ -10,13 +10,16 @@ and performs the actions it returns (free store copies, reply to waiters).
 """
 from __future__ import annotations
 
+import pickle
 from collections import deque
 
+from ..ids import is_actor_handle_object
 from ..sockets.messages import ReturnKind
 
 INLINE = int(ReturnKind.INLINE)
 IN_STORE = int(ReturnKind.IN_STORE)
 ERROR = int(ReturnKind.ERROR)
+_NONE_PICKLE = pickle.dumps(None, 5)
 
 
 class Entry:
@@ -46,11 +49,26 @@ class ReferenceTable:
         self.ref_ops: deque = deque()   # (object_id, owner, +1/-1), appended from any thread
         self.freed_store_objects: list = []   # owned IN_STORE objects to delete in stores
         self.borrower_releases: list = []     # (object_id, owner): tell the owner we let go
+        self.actor_handles: dict = {}         # owned handle object id -> actor id (ids.py)
+        self.freed_actor_handles: list = []   # actor ids whose last handle went away
 
     def add_owned(self, object_id: bytes, owner) -> Entry:
         entry = Entry(True, owner, refs=1)
         self.objects[object_id] = entry
         return entry
+
+    def add_actor_handle(self, object_id: bytes, actor_id: bytes, owner) -> None:
+        """Own the object counting ``actor_id``'s handles; its first handle's
+        ObjectRef is created uncounted (the +1 is this entry's)."""
+        entry = self.add_owned(object_id, owner)
+        entry.ready = True
+        entry.kind, entry.data = INLINE, _NONE_PICKLE
+        self.actor_handles[object_id] = actor_id
+
+    def take_freed_actor_handles(self) -> list:
+        freed = self.freed_actor_handles
+        self.freed_actor_handles = []
+        return freed
 
     def apply_ref_ops(self) -> None:
         ops = self.ref_ops
@@ -114,6 +132,10 @@ class ReferenceTable:
                 return
             if entry.kind == IN_STORE:
                 self.freed_store_objects.append(object_id)
+            elif self.actor_handles:
+                actor_id = self.actor_handles.pop(object_id, None)
+                if actor_id is not None:
+                    self.freed_actor_handles.append(actor_id)
             # Drop the refs this value holds now, so their releases join the
             # ops being applied (the caller may still hold `entry`).
             entry.contained = None
@@ -175,6 +197,7 @@ class ReferenceTable:
         return freed
 
     def stats(self) -> dict:
-        owned = sum(1 for e in self.objects.values() if e.owned)
-        return {"num_objects": len(self.objects), "num_owned": owned,
-                "num_borrowed": len(self.objects) - owned}
+        objects = [e for oid, e in self.objects.items() if not is_actor_handle_object(oid)]
+        owned = sum(1 for e in objects if e.owned)
+        return {"num_objects": len(objects), "num_owned": owned,
+                "num_borrowed": len(objects) - owned}

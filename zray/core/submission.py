@@ -86,7 +86,7 @@ class Submission:
 
     # -------------------------------------------------------- actor tasks ---
     def submit_actor_task(self, actor_id: bytes, method_name: str, args, kwargs, num_returns: int,
-                          max_task_retries: int = 0):
+                          max_task_retries: int = 0, handle_ref=None):
         args_blob, deps, contained = self.encode_args(args, kwargs, method_name)
         self.loop.acquire()
         try:
@@ -104,7 +104,7 @@ class Submission:
                             None, num_returns, self.worker_id, self.endpoint, actor_id, method_name,
                             st.seq, None, ctx.task_id)
             self.actors.submit(ActorCall(spec, return_ids, self._dep_entries(deps), max_task_retries,
-                                         nested))
+                                         nested, handle_ref))
         finally:
             self.loop.release()
         address = self.address

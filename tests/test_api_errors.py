@@ -301,13 +301,14 @@ def test_remote_on_non_remote_objects(cluster):
 
 
 def test_get_on_non_refs(cluster):
-    with pytest.raises(TypeError):
+    # Ray's types: ValueError for a value that is not a ref or a list, TypeError for a bad element.
+    with pytest.raises(ValueError, match="got int: 1"):
         zray.get(1)
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="got str"):
         zray.get("abc")
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="list containing int: 2"):
         zray.get([zray.put(1), 2])
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="got dict"):
         zray.get({"a": zray.put(1)})
 
 
@@ -410,6 +411,12 @@ def test_nodes(cluster):
     assert node["NodeID"] == zray.get_runtime_context().get_node_id()
     assert node["Resources"]["CPU"] == 2 and node["Resources"]["widget"] == 3
     assert node["NodeManagerAddress"]
+    ray_keys = {"NodeID", "Alive", "NodeManagerAddress", "NodeManagerHostname", "NodeManagerPort",
+                "ObjectManagerPort", "ObjectStoreSocketName", "RayletSocketName", "MetricsExportPort",
+                "MetricsAgentPort", "DashboardAgentListenPort", "NodeName", "RuntimeEnvAgentPort",
+                "DeathReason", "DeathReasonMessage", "alive", "Resources", "Labels"}   # Ray 2.60's
+    assert ray_keys <= set(node)
+    assert node["NodeManagerPort"] > 0 and node["Labels"]["ray.io/node-id"] == node["NodeID"]
 
 
 # -------------------------------------------------------- init / shutdown ---

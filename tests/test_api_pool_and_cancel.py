@@ -116,8 +116,11 @@ def test_cancel_running_task(cluster, tmp_path):
     ref = spin.remote(60, started)
     wait_for(lambda: os.path.exists(started), 15, "the task to start")
     zray.cancel(ref)
-    with pytest.raises(exceptions.TaskCancelledError):
+    with pytest.raises(exceptions.TaskCancelledError) as info:
         zray.get(ref, timeout=30)
+    # Cancelled while running: Ray's RayTaskError(TaskCancelledError), carrying where it ran.
+    assert isinstance(info.value, exceptions.RayTaskError)
+    assert type(info.value).__name__ == "RayTaskError(TaskCancelledError)"
     assert zray.get(spin.remote(0), timeout=30) == "finished"
 
 

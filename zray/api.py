@@ -217,8 +217,9 @@ def get(object_refs, *, timeout=None):
                 raise TypeError(f"'object_refs' must either be an ObjectRef or a list of "
                                 f"ObjectRefs, got a list containing {type(ref).__name__}: {ref!r}")
         return cw.get(list(object_refs), timeout)
-    raise TypeError(f"'object_refs' must either be an ObjectRef or a list of ObjectRefs, "
-                    f"got {type(object_refs).__name__}: {object_refs!r}")
+    # Ray raises ValueError for a non-list and TypeError for a bad list element.
+    raise ValueError(f"'object_refs' must either be an ObjectRef or a list of ObjectRefs, "
+                     f"got {type(object_refs).__name__}: {object_refs!r}")
 
 
 def put(value, *, _owner=None):
@@ -274,6 +275,11 @@ def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
         raise ValueError("Please supply a non-empty value to get_actor")
     cw = _auto_init()
     from .core.core_worker import GcsError
+    cw.loop.acquire()
+    try:
+        cw.flush_ref_ops()   # an actor whose last handle was just dropped is gone, as in Ray
+    finally:
+        cw.loop.release()
     try:
         info = cw.gcs_call(GcsMethod.GET_NAMED_ACTOR, name, namespace or cw.current_namespace())
     except GcsError:
@@ -289,11 +295,23 @@ def nodes() -> list:
     out = []
     for node in cw.gcs_call(GcsMethod.GET_ALL_NODES):
         alive = node.get("state") == "ALIVE"
-        out.append({"NodeID": node["node_id"].hex(), "Alive": alive,
+        endpoint = node.get("raylet_endpoint", "")
+        port = endpoint.rsplit(":", 1)[-1] if endpoint.startswith("tcp://") else ""
+        node_id = node["node_id"].hex()
+        # Ray's keys; ports zray does not have (metrics, dashboard, runtime env) are -1 as
+        # Ray reports an agent that is not running.  Objects travel over the raylet's port.
+        out.append({"NodeID": node_id, "Alive": alive, "alive": alive,
                     "NodeManagerAddress": node["node_ip"], "NodeManagerHostname": node["node_ip"],
+                    "NodeName": node["node_ip"],
+                    "NodeManagerPort": int(port) if port.isdigit() else -1,
+                    "ObjectManagerPort": int(port) if port.isdigit() else -1,
+                    "ObjectStoreSocketName": "", "RayletSocketName": endpoint,
+                    "MetricsExportPort": -1, "MetricsAgentPort": -1,
+                    "DashboardAgentListenPort": -1, "RuntimeEnvAgentPort": -1,
+                    "DeathReason": 0 if alive else 1,
+                    "DeathReasonMessage": "" if alive else "the GCS marked the node dead",
                     "Resources": node.get("resources_total", {}) if alive else {},
-                    "alive": alive, "ObjectStoreSocketName": "", "RayletSocketName":
-                    node.get("raylet_endpoint", "")})
+                    "Labels": {"ray.io/node-id": node_id}})
     return out
 
 

@@ -225,8 +225,9 @@ class Executor(AsyncExecution):
             return self._error_returns(spec, exceptions.ActorDiedError(
                 error_msg="The actor exited intentionally via exit_actor().")), True
         if isinstance(exc, (exceptions.TaskCancelledError, asyncio.CancelledError)):
-            return self._error_returns(
-                spec, exceptions.TaskCancelledError(spec.task_id.hex())), False
+            # Cancelled while running: Ray's RayTaskError(TaskCancelledError), both types.
+            return self._error_returns(spec, self._task_error(
+                spec, exceptions.TaskCancelledError(spec.task_id.hex()))), False
         return self._error_returns(spec, self._task_error(spec, exc)), False
 
     def _reached_max_calls(self, spec) -> bool:

@@ -308,6 +308,22 @@ def test_missing_resource_stays_pending_and_warns(cluster, capfd):
     assert zray.get(echo.remote(2), timeout=10) == 2
 
 
+def test_an_infeasible_shape_warns_exactly_once_in_a_plain_script(no_cluster):
+    # A script without logging set up (pytest's own handlers would hide a second
+    # copy printed through logging's last-resort handler).
+    script = (
+        "import time, zray\n"
+        "zray.init(num_cpus=1)\n"
+        "f = zray.remote(lambda x: x).options(resources={'no_such_thing': 1})\n"
+        "refs = [f.remote(1), f.remote(2)]\n"
+        "time.sleep(1.5)\n"
+        "zray.shutdown()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "no_such_thing" in line]
+    assert len(warnings) == 1, done.stderr
+
+
 def test_too_many_gpus_warns_instead_of_erroring(cluster, capfd):
     ref = echo.options(num_gpus=4).remote(1)
     with pytest.raises(exceptions.GetTimeoutError):

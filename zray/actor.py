@@ -11,6 +11,8 @@ from .core.object_ref import ObjectRef
 from .sockets.messages import GcsMethod
 
 ACTOR_META_NS = "actor_meta"
+# Methods every actor answers (Ray's; run by executor_async.actor_method).
+_BUILTIN_METHODS = ("__ray_ready__", "__ray_terminate__")
 
 
 def method(*args, **kwargs):
@@ -101,8 +103,9 @@ class ActorClass:
         name = options.get("name")
         namespace = options.get("namespace") or cw.current_namespace()
         detached = options.get("lifetime") == "detached"
+        shape = opts.actor_resource_shape(options)
         creation_options = {"max_concurrency": options.get("max_concurrency"),
-                            "is_async": meta["is_async"]}
+                            "is_async": meta["is_async"], "resources": shape}
         spec, creation_refs = cw.build_actor_creation_spec(actor_id, class_id, meta["class_name"], args, kwargs,
                                             creation_options)
         # Non-detached actors live while any handle does (ids.actor_handle_object_id).
@@ -111,7 +114,6 @@ class ActorClass:
         cw.gcs_call(GcsMethod.KV_PUT, ACTOR_META_NS, actor_id, _dumps(handle_meta), True)
         from .core.core_worker import GcsError
         from .gcs.errors import GcsErrorCode
-        shape = opts.actor_resource_shape(options)
         _warn_if_infeasible(cw, shape, meta["class_name"])
         try:
             reply = cw.gcs_call(GcsMethod.CREATE_ACTOR, {
@@ -200,7 +202,7 @@ class ActorHandle:
         self._methods = {}
 
     def __getattr__(self, name):
-        if name.startswith("__") and name.endswith("__"):
+        if name.startswith("__") and name.endswith("__") and name not in _BUILTIN_METHODS:
             raise AttributeError(name)
         methods = self.__dict__.get("_methods")
         if methods is None:
@@ -208,7 +210,7 @@ class ActorHandle:
         num_returns = methods.get(name)
         if num_returns is None:
             declared = self._meta["methods"]
-            if declared and name not in declared:
+            if declared and name not in declared and name not in _BUILTIN_METHODS:
                 raise AttributeError(f"'{self._meta['class_name']}' actor has no method '{name}'")
             num_returns = methods[name] = declared.get(name, 1)
         return ActorMethod(self, name, num_returns)

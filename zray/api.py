@@ -325,6 +325,17 @@ def available_resources() -> dict:
     return {k: v for k, v in available.items() if v > 0}
 
 
+def get_gpu_ids() -> list:
+    """GPU ids assigned to the current task or actor: [] when it holds none.
+    zray counts GPUs but does not yet assign particular devices to leases."""
+    gpus = get_runtime_context().get_assigned_resources().get("GPU", 0)
+    if not gpus:
+        return []
+    raise NotImplementedError(
+        f"get_gpu_ids(): this task holds {gpus} GPU(s), but zray does not yet assign "
+        f"particular GPU devices to tasks and actors (CUDA_VISIBLE_DEVICES is not set)")
+
+
 def get_runtime_context():
     from .runtime_context import RuntimeContext
     return RuntimeContext(process_state.require_worker())

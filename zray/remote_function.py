@@ -53,9 +53,11 @@ class RemoteFunction:
         max_retries = options.get("max_retries", 3)
         retry_exceptions = options.get("retry_exceptions", False)
         max_calls = options.get("max_calls")
+        task_options = {"max_calls": max_calls} if max_calls else None
+        if key != _DEFAULT_KEY:   # for get_runtime_context().get_assigned_resources()
+            task_options = dict(task_options or (), resources=shape)
         refs = cw.submit_task(function_id, self._name, args, kwargs, num_returns, key,
-                              max_retries, retry_exceptions,
-                              {"max_calls": max_calls} if max_calls else None)
+                              max_retries, retry_exceptions, task_options)
         if num_returns == 1:
             return refs[0]
         if num_returns == 0:
@@ -64,6 +66,9 @@ class RemoteFunction:
 
     def __reduce__(self):
         return RemoteFunction, (self._function, self._options)
+
+
+_DEFAULT_KEY = (("CPU", 1.0),)   # a task's shape without resource options (Ray's)
 
 
 def signature_of(function):

@@ -61,6 +61,20 @@ class RuntimeContext:
     def was_current_actor_reconstructed(self) -> bool:
         return False
 
+    def get_assigned_resources(self) -> dict:
+        """Resources the current task or actor holds while it runs (Ray's
+        default: 1 CPU for a task, nothing for an actor; {} on the driver)."""
+        worker = self._worker
+        if worker.actor_id is not None:
+            shape = getattr(worker, "actor_resources", None) or {}
+        elif worker.is_driver:
+            shape = {}
+        else:
+            shape = self._ctx().resources
+            if shape is None:
+                shape = {"CPU": 1}
+        return {name: float(amount) for name, amount in shape.items() if amount}
+
     def get(self) -> dict:
         return {"job_id": self.job_id, "node_id": self.node_id, "namespace": self.namespace,
                 "task_id": self.task_id, "actor_id": self.actor_id}

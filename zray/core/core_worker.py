@@ -47,10 +47,11 @@ JOB_NAMESPACE_KV = "job_namespace"   # GCS KV: job id -> the job's namespace (ut
 class TaskContext:
     """What runs now in this thread / asyncio task (for ids and runtime context)."""
     __slots__ = ("task_id", "children", "puts", "function_name", "actor_id", "received",
-                 "returned_refs")
+                 "returned_refs", "resources")
 
-    def __init__(self, task_id, function_name="", actor_id=None, received=None):
+    def __init__(self, task_id, function_name="", actor_id=None, received=None, resources=None):
         self.task_id = task_id
+        self.resources = resources    # a normal task's resource shape (None: Ray's default 1 CPU)
         self.received = received      # [(object id, owner)] refs unpickled while it runs
         self.returned_refs = ()       # (return index, object id, owner) inside its return values
         self.children = 0

@@ -22,7 +22,7 @@ from .. import exceptions, ids, serialization
 from ..sockets import messages as m
 from ..sockets.messages import ReturnKind, TaskStatus
 from .core_worker import TaskContext, current_task
-from .executor_async import ActorExit, AsyncExecution
+from .executor_async import ActorExit, AsyncExecution, actor_method
 from .task_spec import (ACTOR_TASK, NORMAL_TASK, ArgSlot, TaskSpec,
                         running_marker_path)
 
@@ -187,7 +187,9 @@ class Executor(AsyncExecution):
             self.cancel_requested = None
             if spec.kind == NORMAL_TASK and self._marker is not None:
                 self._marker[:16] = spec.task_id
-        ctx = TaskContext(spec.task_id, spec.function_name, spec.actor_id, received=[])
+        options = spec.options
+        ctx = TaskContext(spec.task_id, spec.function_name, spec.actor_id, received=[],
+                          resources=options.get("resources") if options else None)
         token = current_task.set(ctx)
         try:
             returns, exiting = self._invoke(spec)   # its locals (args, result) are gone after
@@ -206,7 +208,7 @@ class Executor(AsyncExecution):
         """(returns, exiting) of running one task or actor call."""
         try:
             if spec.kind == ACTOR_TASK:
-                method = getattr(self.actor, spec.method_name)
+                method = actor_method(self.actor, spec.method_name)
                 args, kwargs = self._args(spec)
                 result = method(*args, **kwargs)
             elif spec.kind == NORMAL_TASK:
@@ -386,6 +388,7 @@ class Executor(AsyncExecution):
         self.actor_id = spec.actor_id
         self.cw.actor_id = spec.actor_id
         self.cw.default_job_id = spec.job_id
+        self.cw.actor_resources = options.get("resources") or {}
         is_async = options.get("is_async", False)
         max_concurrency = options.get("max_concurrency") or (1000 if is_async else 1)
         self.actor = cls(*args, **kwargs)

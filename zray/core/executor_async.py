@@ -23,6 +23,30 @@ class ActorExit(BaseException):
     """Raised by exit_actor(): unwinds the call, then the worker exits."""
 
 
+def _ray_ready():
+    return True
+
+
+def _ray_terminate():
+    raise ActorExit()
+
+
+# Methods every Ray actor answers: readiness, and a graceful exit that runs
+# after the calls queued before it (later ones fail, as with exit_actor()).
+_BUILTIN_METHODS = {"__ray_ready__": _ray_ready, "__ray_terminate__": _ray_terminate}
+
+
+def actor_method(actor, name: str):
+    """The bound method ``name`` of ``actor``, or one of Ray's built-in ones."""
+    try:
+        return getattr(actor, name)
+    except AttributeError:
+        builtin = _BUILTIN_METHODS.get(name)
+        if builtin is None:
+            raise
+        return builtin
+
+
 class AsyncExecution:
     def _run_event_loop(self) -> None:
         """The async actor's main thread runs its asyncio loop from here on."""
@@ -139,7 +163,7 @@ class AsyncExecution:
 
     async def _invoke_async(self, spec) -> tuple:
         try:
-            method = getattr(self.actor, spec.method_name)
+            method = actor_method(self.actor, spec.method_name)
             args, kwargs = self._args(spec)
             result = method(*args, **kwargs)
             if inspect.isawaitable(result):

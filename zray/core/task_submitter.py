@@ -172,8 +172,10 @@ class TaskSubmitter:
         if type(msg) is m.LeaseInfeasible:
             if not kq.warned:
                 kq.warned = True
+                # Printed once (Ray's behaviour); log.warning as well would print it a
+                # second time through logging's last-resort handler.
                 warning = f"zray warning: {msg.message}"
-                log.warning(warning)
+                log.debug(warning)
                 print(warning, file=sys.stderr)
             return
         del self.lease_requests[msg.request_id]

@@ -1,0 +1,89 @@
+"""Smaller pieces of Ray's API that ordinary Ray programs use: assigned
+resources, GPU ids, the built-in actor methods, and ``ray.util`` lookups."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+import zray
+from zray import exceptions
+from conftest import wait_for
+
+CLUSTER = dict(num_cpus=2, resources={"widget": 2})
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@zray.remote
+def assigned():
+    return zray.get_runtime_context().get_assigned_resources()
+
+
+@zray.remote
+def gpu_ids():
+    return zray.get_gpu_ids()
+
+
+@zray.remote
+class Probe:
+    def assigned(self):
+        return zray.get_runtime_context().get_assigned_resources()
+
+    def pid(self):
+        return os.getpid()
+
+
+def test_assigned_resources_of_tasks_actors_and_the_driver(cluster):
+    assert zray.get(assigned.remote()) == {"CPU": 1.0}
+    assert zray.get(assigned.options(num_cpus=0.5, resources={"widget": 1}).remote()) == {
+        "CPU": 0.5, "widget": 1.0}
+    assert zray.get(assigned.options(num_cpus=0).remote()) == {}
+    assert zray.get(Probe.remote().assigned.remote()) == {}            # actors hold 0 CPU by default
+    assert zray.get(Probe.options(num_cpus=1).remote().assigned.remote()) == {"CPU": 1.0}
+    assert zray.get_runtime_context().get_assigned_resources() == {}
+
+
+def test_gpu_ids_are_empty_without_gpus(cluster):
+    assert zray.get_gpu_ids() == []
+    assert zray.get(gpu_ids.remote()) == []
+
+
+def test_ray_ready_and_ray_terminate(cluster):
+    probe = Probe.remote()
+    assert zray.get(probe.__ray_ready__.remote(), timeout=30) is True
+    pid = zray.get(probe.pid.remote())
+    before = probe.pid.remote()
+    ended = probe.__ray_terminate__.remote()
+    assert zray.get(before, timeout=30) == pid          # calls queued before it still run
+    with pytest.raises(exceptions.ActorDiedError):
+        zray.get(ended, timeout=30)
+    with pytest.raises(exceptions.RayActorError):
+        zray.get(probe.pid.remote(), timeout=30)
+    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+             15, "the terminated actor to exit")
+    with pytest.raises(AttributeError):
+        probe.__no_such_dunder__
+
+
+def test_util_is_there_after_a_plain_import():
+    done = subprocess.run([sys.executable, "-c", "import zray as ray; print(ray.util.ActorPool.__name__)"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ActorPool"
+
+
+def test_list_named_actors_and_node_ip(cluster):
+    here = Probe.options(name="listed").remote()
+    there = Probe.options(name="elsewhere", namespace="other-ns").remote()
+    zray.get([here.__ray_ready__.remote(), there.__ray_ready__.remote()])
+    assert "listed" in zray.util.list_named_actors()
+    assert "elsewhere" not in zray.util.list_named_actors()
+    everywhere = zray.util.list_named_actors(all_namespaces=True)
+    assert {"name": "elsewhere", "namespace": "other-ns"} in everywhere
+    assert zray.util.get_node_ip_address() == zray.nodes()[0]["NodeManagerAddress"]
+    zray.kill(here)
+    zray.kill(there)

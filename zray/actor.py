@@ -56,7 +56,8 @@ def _class_meta(cls) -> dict:
         if inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member):
             is_async = True
         options = getattr(member, "__zray_method_options__", {})
-        methods[name] = options.get("num_returns", 1)
+        streams = inspect.isgeneratorfunction(member) or inspect.isasyncgenfunction(member)
+        methods[name] = options.get("num_returns", "streaming" if streams else 1)
     return {"class_name": cls.__name__, "methods": methods, "is_async": is_async}
 
 

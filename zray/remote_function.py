@@ -17,6 +17,8 @@ class RemoteFunction:
         self.__name__ = getattr(function, "__name__", self._name)
         self.__wrapped__ = function
         self._signature = signature_of(function)
+        # Ray streams a generator function's values by default.
+        self._default_num_returns = "streaming" if _is_generator(function) else 1
 
     def __call__(self, *args, **kwargs):
         raise TypeError(f"Remote functions cannot be called directly. Instead of running "
@@ -47,7 +49,7 @@ class RemoteFunction:
         if function_id is None:
             function_id = cw.functions.export(self._function)
             self._exported = {id(cw): function_id}
-        num_returns = options.get("num_returns", 1)
+        num_returns = options.get("num_returns", self._default_num_returns)
         shape = opts.resource_shape(options, 1)
         key = tuple(sorted(shape.items()))
         max_retries = options.get("max_retries", 3)
@@ -69,6 +71,10 @@ class RemoteFunction:
 
 
 _DEFAULT_KEY = (("CPU", 1.0),)   # a task's shape without resource options (Ray's)
+
+
+def _is_generator(function) -> bool:
+    return inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function)
 
 
 def signature_of(function):

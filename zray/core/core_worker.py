@@ -47,10 +47,12 @@ JOB_NAMESPACE_KV = "job_namespace"   # GCS KV: job id -> the job's namespace (ut
 class TaskContext:
     """What runs now in this thread / asyncio task (for ids and runtime context)."""
     __slots__ = ("task_id", "children", "puts", "function_name", "actor_id", "received",
-                 "returned_refs", "resources")
+                 "returned_refs", "resources", "caller")
 
-    def __init__(self, task_id, function_name="", actor_id=None, received=None, resources=None):
+    def __init__(self, task_id, function_name="", actor_id=None, received=None, resources=None,
+                 caller=None):
         self.task_id = task_id
+        self.caller = caller          # ROUTER identity the call came from (streaming items go there)
         self.resources = resources    # a normal task's resource shape (None: Ray's default 1 CPU)
         self.received = received      # [(object id, owner)] refs unpickled while it runs
         self.returned_refs = ()       # (return index, object id, owner) inside its return values
@@ -105,9 +107,11 @@ class CoreWorker(ObjectApi, Submission, Ownership):
 
         from .task_submitter import TaskSubmitter
         from .actor_submitter import ActorSubmitter
+        from .object_ref_generator import GeneratorStreams
         self.functions = FunctionManager(self)
         self.tasks = TaskSubmitter(self)
         self.actors = ActorSubmitter(self)
+        self.generator_streams = GeneratorStreams(self)
         self.executor = None            # set by worker_main for worker processes
         self.loop.add_tick(self._tick)
 
@@ -287,6 +291,8 @@ class CoreWorker(ObjectApi, Submission, Ownership):
         if kind is m.TaskReply:
             if not self.tasks.on_task_reply(msg):
                 self.actors.on_task_reply(msg)
+        elif kind is m.GeneratorItem:
+            self.generator_streams.on_item(msg)
         elif kind is m.ObjectStatusReply:
             self._on_object_status(msg)
         elif kind is m.RemoveBorrower:   # sent on our connection to a worker we called
@@ -370,6 +376,8 @@ class CoreWorker(ObjectApi, Submission, Ownership):
     def flush_ref_ops(self) -> None:
         """Apply queued ref-count changes and send store frees (lock held)."""
         refs = self.refs
+        if self.generator_streams.dropped:
+            self.generator_streams.release_dropped()
         refs.apply_ref_ops()
         if refs.freed_actor_handles:
             for actor_id in refs.take_freed_actor_handles():

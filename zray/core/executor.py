@@ -23,6 +23,7 @@ from ..sockets import messages as m
 from ..sockets.messages import ReturnKind, TaskStatus
 from .core_worker import TaskContext, current_task
 from .executor_async import ActorExit, AsyncExecution, actor_method
+from .streaming_exec import StreamingExecution, is_streaming
 from .task_spec import (ACTOR_TASK, NORMAL_TASK, ArgSlot, TaskSpec,
                         running_marker_path)
 
@@ -58,7 +59,7 @@ def _open_running_marker(cw):
         return None
 
 
-class Executor(AsyncExecution):
+class Executor(AsyncExecution, StreamingExecution):
     def __init__(self, core_worker):
         self.cw = core_worker
         self.queue: deque = deque()          # (identity, TaskSpec) for the main thread
@@ -189,7 +190,7 @@ class Executor(AsyncExecution):
                 self._marker[:16] = spec.task_id
         options = spec.options
         ctx = TaskContext(spec.task_id, spec.function_name, spec.actor_id, received=[],
-                          resources=options.get("resources") if options else None)
+                          resources=options.get("resources") if options else None, caller=identity)
         token = current_task.set(ctx)
         try:
             returns, exiting = self._invoke(spec)   # its locals (args, result) are gone after
@@ -217,6 +218,8 @@ class Executor(AsyncExecution):
                 result = function(*args, **kwargs)
             else:
                 result = self._create_actor(spec)
+            if spec.options is not None and is_streaming(spec):
+                return self._stream(spec, result), False
             return self._pack_returns(spec, result), False
         except (ActorExit, Exception) as exc:
             return self._returns_for_exception(spec, exc)
@@ -334,27 +337,28 @@ class Executor(AsyncExecution):
             if len(values) != n:
                 raise ValueError(f"Task '{spec.function_name}' declared num_returns={n} but "
                                  f"returned {len(values)} values")
-        returns = []
-        returned_refs = None
-        for index, value in enumerate(values):
-            if value is None:
-                returns.append((INLINE, _NONE_BLOB))
-                continue
-            inline, stream, buffers, contained = serialization.serialize(
-                value, _return_value_of(spec.function_name))
-            if contained:
-                if returned_refs is None:
-                    returned_refs = []
-                returned_refs.extend((index, ref) for ref in contained)
-            if inline is not None:
-                returns.append((INLINE, inline))
-            else:
-                object_id = ids.object_id_for_return(spec.task_id, index)
-                size = self.cw.write_to_store(object_id, stream, buffers)
-                returns.append((IN_STORE, (self.cw.node_id, size)))
+        returned_refs: list = []
+        returns = [self._pack_value(spec, index, index, value, returned_refs)
+                   for index, value in enumerate(values)]
         if returned_refs:   # while `values` still holds them (ownership.py, rule 2)
             current_task.get().returned_refs = self.cw.hand_over_returned_refs(spec, returned_refs)
         return returns
+
+    def _pack_value(self, spec: TaskSpec, object_index: int, ref_index: int, value,
+                    returned_refs: list) -> tuple:
+        """(kind, data) of one returned value, stored as return ``object_index``
+        if large; refs inside it are noted under ``ref_index``."""
+        if value is None:
+            return (INLINE, _NONE_BLOB)
+        inline, stream, buffers, contained = serialization.serialize(
+            value, _return_value_of(spec.function_name))
+        if contained:
+            returned_refs.extend((ref_index, ref) for ref in contained)
+        if inline is not None:
+            return (INLINE, inline)
+        object_id = ids.object_id_for_return(spec.task_id, object_index)
+        size = self.cw.write_to_store(object_id, stream, buffers)
+        return (IN_STORE, (self.cw.node_id, size))
 
     def _task_error(self, spec, exc):
         tb = traceback.format_exc()

@@ -17,6 +17,7 @@ import zmq
 
 from .. import exceptions
 from .core_worker import TaskContext, current_task
+from .streaming_exec import is_streaming
 
 
 class ActorExit(BaseException):
@@ -150,7 +151,7 @@ class AsyncExecution:
                     self._async_loop.call_soon(self._spin_for_next_call, until)
 
     async def _run_async_call(self, identity, spec) -> None:
-        ctx = TaskContext(spec.task_id, spec.function_name, spec.actor_id, received=[])
+        ctx = TaskContext(spec.task_id, spec.function_name, spec.actor_id, received=[], caller=identity)
         token = current_task.set(ctx)
         try:
             returns, exiting = await self._invoke_async(spec)
@@ -166,6 +167,8 @@ class AsyncExecution:
             method = actor_method(self.actor, spec.method_name)
             args, kwargs = self._args(spec)
             result = method(*args, **kwargs)
+            if spec.options is not None and is_streaming(spec):
+                return await self._stream_async(spec, result), False
             if inspect.isawaitable(result):
                 result = await result
             return self._pack_returns(spec, result), False

@@ -11,9 +11,13 @@ from .. import ids, serialization
 from ..serialization import EMPTY_ARGS_BLOB, INLINE_THRESHOLD, SerializationError
 from .actor_submitter import ActorCall
 from .object_ref import ObjectRef
+from .object_ref_generator import ObjectRefGenerator
 from .task_spec import ACTOR_CREATION_TASK, ACTOR_TASK, NORMAL_TASK, ArgSlot, TaskSpec
 from .task_submitter import PendingTask
 
+
+STREAMING = "streaming"                 # num_returns of a streaming generator call
+_GENERATOR_OPTIONS = {"generator": True}
 
 class Submission:
     def encode_args(self, args, kwargs, function_name: str):
@@ -64,6 +68,9 @@ class Submission:
                     resources_key: tuple, max_retries: int, retry_exceptions,
                     task_options: dict | None = None):
         args_blob, deps, contained = self.encode_args(args, kwargs, function_name)
+        streaming = num_returns == STREAMING
+        if streaming:   # one return: the completion record (streaming_exec.py)
+            num_returns, task_options = 1, dict(task_options or (), generator=True)
         self.loop.acquire()
         try:
             nested = self._hold_nested(contained) if contained else ()
@@ -77,17 +84,22 @@ class Submission:
             spec = TaskSpec(task_id, ctx.task_id[12:16], NORMAL_TASK, function_id, function_name,
                             args_blob, None, num_returns, self.worker_id, self.endpoint, None, None,
                             0, task_options, ctx.task_id)
+            stream = self.generator_streams.open(task_id) if streaming else None
             self.tasks.submit(PendingTask(spec, return_ids, self._dep_entries(deps), max_retries,
                                           retry_exceptions, resources_key, nested))
         finally:
             self.loop.release()
         address = self.address
-        return [ObjectRef(object_id, address, _count=False) for object_id in return_ids]
+        refs = [ObjectRef(object_id, address, _count=False) for object_id in return_ids]
+        return ObjectRefGenerator(self, task_id, stream, refs[0]) if streaming else refs
 
     # -------------------------------------------------------- actor tasks ---
     def submit_actor_task(self, actor_id: bytes, method_name: str, args, kwargs, num_returns: int,
                           max_task_retries: int = 0, handle_ref=None):
         args_blob, deps, contained = self.encode_args(args, kwargs, method_name)
+        streaming = num_returns == STREAMING
+        if streaming:
+            num_returns = 1
         self.loop.acquire()
         try:
             nested = self._hold_nested(contained) if contained else ()
@@ -102,13 +114,15 @@ class Submission:
             st.seq += 1
             spec = TaskSpec(task_id, ctx.task_id[12:16], ACTOR_TASK, b"", method_name, args_blob,
                             None, num_returns, self.worker_id, self.endpoint, actor_id, method_name,
-                            st.seq, None, ctx.task_id)
+                            st.seq, _GENERATOR_OPTIONS if streaming else None, ctx.task_id)
+            stream = self.generator_streams.open(task_id) if streaming else None
             self.actors.submit(ActorCall(spec, return_ids, self._dep_entries(deps), max_task_retries,
                                          nested, handle_ref))
         finally:
             self.loop.release()
         address = self.address
-        return [ObjectRef(object_id, address, _count=False) for object_id in return_ids]
+        refs = [ObjectRef(object_id, address, _count=False) for object_id in return_ids]
+        return ObjectRefGenerator(self, task_id, stream, refs[0]) if streaming else refs
 
     def build_actor_creation_spec(self, actor_id: bytes, class_id: bytes, class_name: str,
                                   args, kwargs, options: dict) -> tuple:

@@ -69,6 +69,7 @@ class MsgType(enum.IntEnum):
     BORROWER_ADDED = 47
     GET_REFERENCE_SUMMARY = 48
     REFERENCE_SUMMARY_REPLY = 49
+    GENERATOR_ITEM = 50
     # anyone <-> GCS
     GCS_REQUEST = 60
     GCS_REPLY = 61
@@ -260,6 +261,18 @@ class TaskReply(NamedTuple):
     contained: tuple = ()
 
 
+class GeneratorItem(NamedTuple):
+    """Worker -> caller, before the call's TaskReply: one value a streaming
+    generator task yielded (item ``index``: object id return index 1 + index)."""
+    task_id: bytes
+    index: int
+    kind: int            # ReturnKind of the item's value
+    data: object         # as in TaskReply.returns
+    worker_id: bytes
+    borrowed: tuple = ()  # always empty; lets the caller reuse accept_reply_refs
+    contained: tuple = ()  # refs inside the value: (0, object id, owner)
+
+
 class RemoveBorrower(NamedTuple):
     """Borrower -> owner: this worker no longer holds the object."""
     object_id: bytes
@@ -381,6 +394,7 @@ _CLASSES = {
     MsgType.GET_OBJECT_STATUS: GetObjectStatus,
     MsgType.OBJECT_STATUS_REPLY: ObjectStatusReply,
     MsgType.REMOVE_BORROWER: RemoveBorrower,
+    MsgType.GENERATOR_ITEM: GeneratorItem,
     MsgType.ADD_BORROWER: AddBorrower,
     MsgType.BORROWER_ADDED: BorrowerAdded,
     MsgType.GET_REFERENCE_SUMMARY: GetReferenceSummary,

@@ -1,0 +1,168 @@
+"""Streaming generators (Ray's ObjectRefGenerator): a generator task or actor
+method hands each yielded value to its caller as it is yielded."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+import zray
+from zray import exceptions
+from conftest import Signal, wait_for
+
+CLUSTER = dict(num_cpus=2)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@zray.remote
+def count_to(n):
+    for i in range(n):
+        yield i
+
+
+@zray.remote
+def wait_between(signal):
+    yield "first"
+    zray.get(signal.wait.remote())
+    yield "second"
+
+
+@zray.remote
+def fail_after(n):
+    for i in range(n):
+        yield i
+    raise ValueError(f"failed after {n}")
+
+
+@zray.remote
+def big_items(n):
+    for i in range(n):
+        yield np.full(1 << 20, i, dtype=np.int64)      # 8 MiB each: the shared-memory store
+
+
+@zray.remote
+def not_a_generator():
+    return 5
+
+
+@zray.remote
+class Streamer:
+    def __init__(self):
+        self.calls = 0
+
+    def items(self, n):
+        for i in range(n):
+            self.calls += 1
+            yield i * 10
+
+    def num_calls(self):
+        return self.calls
+
+
+@zray.remote
+class AsyncStreamer:
+    async def items(self, n):
+        for i in range(n):
+            await asyncio.sleep(0.01)
+            yield i
+
+
+def _store_used():
+    summary = zray.util.memory_summary(as_dict=True)
+    return sum(node["used_bytes"] for node in summary["nodes"])
+
+
+def test_a_generator_function_returns_an_object_ref_generator(cluster):
+    gen = count_to.remote(4)
+    assert type(gen).__name__ == "ObjectRefGenerator"
+    refs = list(gen)
+    assert all(isinstance(ref, zray.ObjectRef) for ref in refs)
+    assert zray.get(refs) == [0, 1, 2, 3]
+    assert zray.get(gen.completed()) == 4
+    assert list(count_to.remote(0)) == []
+
+
+def test_items_arrive_while_the_task_still_runs(cluster):
+    signal = Signal.remote()
+    gen = wait_between.remote(signal)
+    assert zray.get(next(gen), timeout=30) == "first"     # the task is blocked on the signal
+    zray.get(signal.send.remote())
+    assert zray.get(next(gen), timeout=30) == "second"
+    with pytest.raises(StopIteration):
+        next(gen)
+
+
+def test_an_error_comes_as_the_last_ref(cluster):
+    gen = fail_after.remote(2)
+    refs = list(gen)
+    assert zray.get(refs[:2]) == [0, 1]
+    assert len(refs) == 3
+    with pytest.raises(ValueError, match="failed after 2"):
+        zray.get(refs[2])
+    with pytest.raises(exceptions.RayTaskError):
+        zray.get(gen.completed())
+
+
+def test_large_items_are_zero_copy_and_freed_with_their_refs(cluster):
+    before = _store_used()
+    refs = list(big_items.remote(3))
+    arrays = zray.get(refs)
+    assert [int(a[0]) for a in arrays] == [0, 1, 2]
+    assert not arrays[0].flags.writeable
+    del arrays, refs
+    wait_for(lambda: _store_used() <= before, 10, "the items' store copies to be freed")
+
+
+def test_a_dropped_generator_frees_what_it_did_not_hand_out(cluster):
+    before = _store_used()
+    gen = big_items.remote(4)
+    first = next(gen)
+    assert int(zray.get(first)[0]) == 0
+    assert zray.get(gen.completed(), timeout=30) == 4      # every item reported
+    del gen, first
+    wait_for(lambda: _store_used() <= before, 10, "unconsumed items to be freed")
+
+
+def test_actor_generator_methods_keep_call_order(cluster):
+    streamer = Streamer.remote()
+    first, second = streamer.items.remote(3), streamer.items.remote(2)
+    assert zray.get(list(first)) == [0, 10, 20]
+    assert zray.get(list(second)) == [0, 10]
+    assert zray.get(streamer.num_calls.remote()) == 5
+
+
+def test_threaded_actor_generators(cluster):
+    streamer = Streamer.options(max_concurrency=3).remote()
+    gens = [streamer.items.remote(4) for _ in range(3)]
+    assert [zray.get(list(gen), timeout=30) for gen in gens] == [[0, 10, 20, 30]] * 3
+
+
+def test_async_actor_generators_and_async_for(cluster):
+    streamer = AsyncStreamer.remote()
+
+    async def consume():
+        return [await ref async for ref in streamer.items.remote(5)]
+    assert asyncio.run(consume()) == [0, 1, 2, 3, 4]
+
+
+def test_explicit_num_returns_still_splits_a_generator(cluster):
+    a, b = count_to.options(num_returns=2).remote(2)
+    assert zray.get([a, b]) == [0, 1]
+
+
+def test_bad_streaming_use_is_named(cluster):
+    gen = not_a_generator.options(num_returns="streaming").remote()
+    refs = list(gen)
+    with pytest.raises(TypeError, match="not a generator"):
+        zray.get(refs[-1])
+    with pytest.raises(ValueError, match="dynamic"):
+        count_to.options(num_returns="dynamic")
+    with pytest.raises(TypeError, match="cannot be passed"):
+        zray.put(count_to.remote(1))
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="num_returns"):
+        count_to.options(num_returns="lots")
+    assert time.monotonic() - started < 5

@@ -1,0 +1,150 @@
+"""Caller side of streaming generator tasks: Ray's ObjectRefGenerator.
+
+The worker reports each yielded value as a ``GeneratorItem`` before the
+call's reply (``streaming_exec.py``).  The caller owns every item: on the
+report it creates the item's entry with one count, which the generator
+holds until ``next()`` hands that count to the ObjectRef it returns.  A
+generator dropped before the end releases the items it did not hand out, and
+later reports for it are discarded (their store copies freed).  The call's
+single return is the completion record: the item count, or the error that
+ended the generator, which ``next()`` returns as one last ref (``get`` on it
+raises), as Ray does.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from .. import exceptions, ids
+from ..sockets.messages import ReturnKind
+from . import process_state
+from .object_ref import ObjectRef
+
+IN_STORE = int(ReturnKind.IN_STORE)
+ERROR = int(ReturnKind.ERROR)
+
+
+class _Stream:
+    __slots__ = ("reported",)
+
+    def __init__(self):
+        self.reported = 0             # items received so far (they arrive in order)
+
+
+class GeneratorStreams:
+    """Owner-side table of the streaming calls this process submitted (lock held)."""
+
+    def __init__(self, core_worker):
+        self.cw = core_worker
+        self.streams: dict = {}       # task id -> _Stream
+        self.dropped: deque = deque()  # (task id, items handed out), appended from __del__
+
+    def open(self, task_id: bytes) -> _Stream:
+        stream = self.streams[task_id] = _Stream()
+        return stream
+
+    def on_item(self, msg) -> None:
+        cw = self.cw
+        stream = self.streams.get(msg.task_id)
+        item_id = ids.object_id_for_return(msg.task_id, 1 + msg.index)
+        if stream is None or msg.index != stream.reported:
+            # Dropped generator, or a retried call re-yielding what we have.
+            if stream is None and msg.kind == IN_STORE:
+                cw.refs.freed_store_objects.append(item_id)
+            return
+        cw.refs.add_owned(item_id, cw.address)     # this count is the generator's
+        if msg.contained:
+            cw.accept_reply_refs(msg, [item_id])
+        stream.reported += 1
+        cw.set_object_ready(item_id, msg.kind, msg.data)
+
+    def release_dropped(self) -> None:
+        """Items of dropped generators that were never handed out go now."""
+        ops = self.cw.refs.ref_ops
+        address = self.cw.address
+        while self.dropped:
+            task_id, handed_out = self.dropped.popleft()
+            stream = self.streams.pop(task_id, None)
+            if stream is None:
+                continue
+            for index in range(handed_out, stream.reported):
+                ops.append((ids.object_id_for_return(task_id, 1 + index), address, -1))
+
+
+class ObjectRefGenerator:
+    """Iterate to get the ObjectRef of each value the task yields, as soon as
+    it is yielded; ``for`` and ``async for`` both work."""
+
+    def __init__(self, core_worker, task_id: bytes, stream: _Stream, completion: ObjectRef):
+        self._cw = core_worker
+        self._task_id = task_id
+        self._stream = stream
+        self._completion = completion
+        self._index = 0
+        self._done = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> ObjectRef:
+        return self._next(None)
+
+    def _next(self, timeout) -> ObjectRef:
+        if self._done:
+            raise StopIteration
+        cw, stream, index = self._cw, self._stream, self._index
+        completion = cw.refs.objects.get(self._completion._id)
+
+        def ready():
+            return stream.reported > index or completion is None or completion.ready
+        if not ready() and not cw._wait_blocked(ready, timeout):
+            raise exceptions.GetTimeoutError(
+                f"no item {index} from the generator task within {timeout}s")
+        if stream.reported > index:
+            self._index = index + 1
+            return ObjectRef(ids.object_id_for_return(self._task_id, 1 + index), cw.address,
+                             _count=False)
+        self._done = True
+        if completion is not None and completion.kind == ERROR:
+            return ObjectRef(self._completion._id, self._completion._owner)
+        raise StopIteration
+
+    def _next_or_none(self):
+        try:
+            return self._next(None)
+        except StopIteration:
+            return None
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> ObjectRef:
+        ref = await asyncio.get_running_loop().run_in_executor(None, self._next_or_none)
+        if ref is None:
+            raise StopAsyncIteration
+        return ref
+
+    def completed(self) -> ObjectRef:
+        """A ref that is ready when the task has finished (get raises its error)."""
+        return self._completion
+
+    def is_finished(self) -> bool:
+        return self._done
+
+    def task_id(self):
+        return ids.TaskID(self._task_id)
+
+    def __repr__(self):
+        return f"ObjectRefGenerator({self._task_id.hex()})"
+
+    def __del__(self):
+        worker = process_state.worker
+        if worker is self._cw and worker is not None:
+            try:
+                worker.generator_streams.dropped.append((self._task_id, self._index))
+            except Exception:
+                pass
+
+    def __reduce__(self):
+        raise TypeError("An ObjectRefGenerator cannot be passed to another task or stored in an "
+                        "object; pass the ObjectRefs it yields instead.")

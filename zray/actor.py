@@ -6,6 +6,7 @@ import inspect
 
 from . import ids
 from . import options as opts
+from . import runtime_env
 from .core import process_state
 from .core.object_ref import ObjectRef
 from .sockets.messages import GcsMethod
@@ -105,6 +106,7 @@ class ActorClass:
         namespace = options.get("namespace") or cw.current_namespace()
         detached = options.get("lifetime") == "detached"
         shape = opts.actor_resource_shape(options)
+        env = runtime_env.merge(cw.runtime_env, runtime_env.normalize(options.get("runtime_env")))
         creation_options = {"max_concurrency": options.get("max_concurrency"),
                             "is_async": meta["is_async"], "resources": shape}
         spec, creation_refs = cw.build_actor_creation_spec(actor_id, class_id, meta["class_name"], args, kwargs,
@@ -121,7 +123,7 @@ class ActorClass:
                 "actor_id": actor_id, "job_id": cw.job_id, "name": name, "namespace": namespace,
                 "detached": detached, "get_if_exists": bool(options.get("get_if_exists")),
                 "resources": shape, "creation_task": tuple(spec),
-                "class_name": meta["class_name"],
+                "class_name": meta["class_name"], "runtime_env": env,
                 "max_restarts": options.get("max_restarts", 0) or 0})
         except GcsError as exc:
             if exc.code == GcsErrorCode.ACTOR_NAME_TAKEN:   # Ray raises ValueError here

@@ -58,6 +58,8 @@ def init(address: str | None = None, *, num_cpus=None, num_gpus=None, resources=
                                "suppressed by passing in 'ignore_reinit_error=True' or by calling "
                                "'zray.shutdown()' prior to 'zray.init()'.")
         from .node import launcher
+        from . import runtime_env
+        job_env = runtime_env.normalize(kwargs.get("runtime_env"), "init(runtime_env=...)")
         address = address or os.environ.get("ZRAY_ADDRESS") or None
         if address is None or address == "local":
             if resources is not None and not isinstance(resources, dict):
@@ -78,6 +80,7 @@ def init(address: str | None = None, *, num_cpus=None, num_gpus=None, resources=
             session_dir, raylet_endpoint = launcher.find_cluster(address)
         try:
             _connect_driver(session_dir, raylet_endpoint, namespace)
+            process_state.worker.runtime_env = job_env   # inherited by every task and actor
             if log_to_driver:
                 global _log_monitor
                 from .core.log_monitor import LogMonitor

@@ -4,6 +4,7 @@ from __future__ import annotations
 import inspect
 
 from . import options as opts
+from . import runtime_env
 from .core import process_state
 
 
@@ -11,6 +12,7 @@ class RemoteFunction:
     def __init__(self, function, options: dict):
         self._function = function
         self._options = opts.validate(dict(options), opts.TASK_OPTIONS, "remote functions")
+        self._env = runtime_env.normalize(self._options.get("runtime_env"))
         self._name = getattr(function, "__qualname__", getattr(function, "__name__", "function"))
         self._exported = {}     # core worker id -> function id
         self.__doc__ = function.__doc__
@@ -30,6 +32,7 @@ class RemoteFunction:
     def options(self, **options):
         opts.validate(options, opts.TASK_OPTIONS, "remote functions")
         merged = {**self._options, **options}
+        merged["_env"] = runtime_env.normalize(merged.get("runtime_env"))
         parent = self
 
         class FunctionWithOptions:
@@ -52,12 +55,15 @@ class RemoteFunction:
         num_returns = options.get("num_returns", self._default_num_returns)
         shape = opts.resource_shape(options, 1)
         key = tuple(sorted(shape.items()))
+        env = runtime_env.merge(cw.runtime_env, options.get("_env", self._env))
         max_retries = options.get("max_retries", 3)
         retry_exceptions = options.get("retry_exceptions", False)
         max_calls = options.get("max_calls")
         task_options = {"max_calls": max_calls} if max_calls else None
         if key != _DEFAULT_KEY:   # for get_runtime_context().get_assigned_resources()
             task_options = dict(task_options or (), resources=shape)
+        if env:   # tasks of another environment need other workers: part of the key
+            key += ((runtime_env.ENV_KEY, env),)
         refs = cw.submit_task(function_id, self._name, args, kwargs, num_returns, key,
                               max_retries, retry_exceptions, task_options)
         if num_returns == 1:

@@ -22,7 +22,7 @@ import time
 
 import zmq
 
-from .. import exceptions, ids
+from .. import exceptions, ids, runtime_env
 from ..sockets import messages as m
 from ..sockets import transport
 from ..sockets.messages import GcsMethod, ReturnKind
@@ -112,6 +112,9 @@ class CoreWorker(ObjectApi, Submission, Ownership):
         self.tasks = TaskSubmitter(self)
         self.actors = ActorSubmitter(self)
         self.generator_streams = GeneratorStreams(self)
+        # runtime_env env_vars that this process's tasks and actors inherit (the
+        # job's on a driver, set by init; the ones a worker was started with).
+        self.runtime_env = () if is_driver else runtime_env.of_this_worker()
         self.executor = None            # set by worker_main for worker processes
         self.loop.add_tick(self._tick)
 

@@ -17,6 +17,7 @@ import zmq
 
 from .. import exceptions, serialization
 from .task_spec import read_running_marker
+from ..runtime_env import ENV_KEY
 from ..sockets import messages as m
 from ..sockets.messages import ReturnKind, TaskStatus
 
@@ -66,10 +67,12 @@ class Lease:
 
 
 class KeyQueue:
-    __slots__ = ("resources", "tasks", "leases", "requests", "task_time", "warned")
+    __slots__ = ("resources", "env", "tasks", "leases", "requests", "task_time", "warned")
 
-    def __init__(self, resources):
-        self.resources = resources
+    def __init__(self, key: tuple):
+        # A scheduling key: (resource, amount) pairs, plus the runtime env if any.
+        self.resources = {name: amount for name, amount in key if name != ENV_KEY}
+        self.env = next((env for name, env in key if name == ENV_KEY), ())
         self.tasks: deque = deque()
         self.leases: list = []
         self.requests: set = set()
@@ -122,7 +125,7 @@ class TaskSubmitter:
     def _enqueue(self, task: PendingTask) -> None:
         kq = self.queues.get(task.key)
         if kq is None:
-            kq = self.queues[task.key] = KeyQueue(dict(task.key))
+            kq = self.queues[task.key] = KeyQueue(task.key)
         kq.tasks.append(task)
         self._dispatch(kq)
 
@@ -160,7 +163,7 @@ class TaskSubmitter:
                 self.lease_requests[rid] = kq
                 kq.requests.add(rid)
                 self.cw.loop.send(self.cw.raylet, m.encode(m.RequestWorkerLease(rid, kq.resources, None,
-                                                                  self.cw.job_id)))
+                                                                  self.cw.job_id, kq.env)))
 
     # ------------------------------------------------------------- leases ---
     def on_lease_reply(self, msg) -> None:

@@ -90,6 +90,7 @@ class RequestLease(NamedTuple):
     resources: dict
     actor_id: bytes
     job_id: bytes
+    env: tuple = ()       # runtime_env env_vars of the actor's worker
 
 
 class CancelLease(NamedTuple):

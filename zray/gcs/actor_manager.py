@@ -57,7 +57,7 @@ _RESOURCE_EPSILON = 1e-9
 _PERSISTED = ("actor_id", "job_id", "name", "namespace", "detached", "resources",
               "creation_task", "class_name", "max_restarts", "num_restarts", "state",
               "node_id", "worker_id", "lease_id", "worker_endpoint", "endpoint",
-              "death_message", "creation_error")
+              "death_message", "creation_error", "runtime_env")
 _INFO = ("actor_id", "job_id", "state", "endpoint", "node_id", "worker_id", "name",
          "namespace", "class_name", "death_message", "creation_error", "num_restarts",
          "max_restarts", "detached")
@@ -179,6 +179,7 @@ class ActorManager:
             detached=bool(spec.get("detached")), resources=dict(spec.get("resources") or {}),
             creation_task=spec["creation_task"], class_name=spec.get("class_name", ""),
             max_restarts=int(spec.get("max_restarts", 0)), num_restarts=0,
+            runtime_env=tuple(tuple(pair) for pair in spec.get("runtime_env") or ()),
             state=PENDING_CREATION, death_message="")
         self._actors[actor_id] = actor
         out.append(PublishActor(actor.record()))
@@ -366,7 +367,8 @@ class ActorManager:
         available = self._nodes[node_id][1]
         for name, amount in actor.resources.items():
             available[name] = available.get(name, 0) - amount
-        out.append(RequestLease(node_id, request_id, actor.resources, actor.actor_id, actor.job_id))
+        out.append(RequestLease(node_id, request_id, actor.resources, actor.actor_id, actor.job_id,
+                                tuple(actor.runtime_env or ())))
 
     def _clear_worker(self, actor: _Actor):
         actor.node_id = actor.worker_id = actor.lease_id = None

@@ -203,7 +203,8 @@ class GcsServer:
                 self._pub.send_multipart(msg.encode_topic(action.topic, action.message))
             elif kind is ae.RequestLease:
                 self._send_to_raylet(action.node_id, msg.RequestWorkerLease(
-                    action.request_id, action.resources, action.actor_id, action.job_id))
+                    action.request_id, action.resources, action.actor_id, action.job_id,
+                    action.env))
             elif kind is ae.CancelLease:
                 self._send_to_raylet(action.node_id, msg.CancelLeaseRequest(action.request_id))
             elif kind is ae.ReturnLease:

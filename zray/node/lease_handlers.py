@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections import deque
 
+from .. import runtime_env
 from ..sockets import messages as m
 from . import resources as res
 from .worker_pool import ACTOR, LEASED
@@ -19,9 +20,10 @@ RECLAIM_INTERVAL_S = 0.05
 
 
 class LeaseRequest:
-    __slots__ = ("client", "request_id", "demand", "placement", "actor_id", "job_id", "warned")
+    __slots__ = ("client", "request_id", "demand", "placement", "actor_id", "job_id", "warned",
+                 "env")
 
-    def __init__(self, client, msg, demand, placement):
+    def __init__(self, client, msg, demand, placement, env=()):
         self.client = client
         self.request_id = msg.request_id
         self.demand = demand
@@ -29,6 +31,7 @@ class LeaseRequest:
         self.actor_id = msg.actor_id
         self.job_id = msg.job_id
         self.warned = False
+        self.env = env                # runtime_env env_vars the worker must have been started with
 
 
 class Lease:
@@ -46,13 +49,14 @@ class LeaseHandlers:
     def on_request_lease(self, identity, msg) -> None:
         try:
             demand = res.to_fixed(msg.resources)
+            env = runtime_env.check_pairs(msg.env)
         except (TypeError, ValueError) as exc:
-            self.send(identity, m.LeaseFailed(msg.request_id, 1, f"bad resource request: {exc}"))
+            self.send(identity, m.LeaseFailed(msg.request_id, 1, f"bad lease request: {exc}"))
             return
         placement = demand
         if msg.actor_id is not None and not msg.resources:
             placement = {"CPU": res.UNIT}   # actors: 1 CPU to place, 0 to run (Ray's default)
-        request = LeaseRequest(identity, msg, demand, placement)
+        request = LeaseRequest(identity, msg, demand, placement, env)
         self.lease_queue.append(request)
         self._schedule()
 
@@ -81,11 +85,12 @@ class LeaseHandlers:
                 waiting.append(request)
                 need_reclaim = True
                 continue
-            worker = pool.pop_idle()
+            worker = pool.pop_idle(request.env)
             if worker is None:
                 waiting.append(request)
-                if pool.starting < len(waiting):
-                    pool.start_worker()
+                env = request.env
+                if pool.starting(env) < sum(1 for r in waiting if r.env == env):
+                    pool.start_worker(env)
                 continue
             self._grant(request, worker)
         self.lease_queue = waiting

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from .. import ids
+from .. import ids, runtime_env
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +21,11 @@ STARTING, IDLE, LEASED, ACTOR, EXITING, DEAD = "STARTING", "IDLE", "LEASED", "AC
 
 class WorkerInfo:
     __slots__ = ("worker_id", "pid", "endpoint", "state", "lease", "actor_id", "blocked",
-                 "idle_since", "started_at")
+                 "idle_since", "started_at", "env")
 
-    def __init__(self, worker_id):
+    def __init__(self, worker_id, env=()):
         self.worker_id = worker_id
+        self.env = env                  # runtime_env env_vars it was started with
         self.pid = None
         self.endpoint = None
         self.state = STARTING
@@ -49,15 +50,18 @@ class WorkerPool:
         self.stdout_fd = self.proc.stdout.fileno()
         os.set_blocking(self.stdout_fd, False)
 
-    @property
-    def starting(self) -> int:
-        return sum(1 for w in self.workers.values() if w.state == STARTING)
+    def starting(self, env=()) -> int:
+        """Workers of this runtime env still starting."""
+        return sum(1 for w in self.workers.values() if w.state == STARTING and w.env == env)
 
-    def start_worker(self) -> WorkerInfo:
+    def start_worker(self, env=()) -> WorkerInfo:
         worker_id = ids.random_unique_id()
-        info = WorkerInfo(worker_id)
+        info = WorkerInfo(worker_id, env)
         self.workers[worker_id] = info
-        self.proc.stdin.write(f"spawn {worker_id.hex()}\n".encode())
+        line = f"spawn {worker_id.hex()}"
+        if env:
+            line += " " + runtime_env.encode_for_worker(env).encode().hex()
+        self.proc.stdin.write(line.encode() + b"\n")
         self.proc.stdin.flush()
         return info
 
@@ -90,10 +94,16 @@ class WorkerPool:
         info.idle_since = time.monotonic()
         self.idle.append(info.worker_id)
 
-    def pop_idle(self):
-        while self.idle:
-            info = self.workers.get(self.idle.pop())
-            if info is not None and info.state == IDLE:
+    def pop_idle(self, env=()):
+        """The most recently idle worker of this runtime env, or None."""
+        idle = self.idle
+        for position in range(len(idle) - 1, -1, -1):
+            info = self.workers.get(idle[position])
+            if info is None or info.state != IDLE:
+                del idle[position]          # stale entry
+                continue
+            if info.env == env:
+                del idle[position]
                 return info
         return None
 

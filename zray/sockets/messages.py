@@ -140,6 +140,7 @@ class RequestWorkerLease(NamedTuple):
     resources: dict
     actor_id: Optional[bytes]   # set when the lease hosts an actor for life
     job_id: bytes
+    env: tuple = ()             # runtime_env env_vars: (name, value) pairs the worker needs
 
 
 class LeaseGranted(NamedTuple):

@@ -329,14 +329,14 @@ def available_resources() -> dict:
 
 
 def get_gpu_ids() -> list:
-    """GPU ids assigned to the current task or actor: [] when it holds none.
-    zray counts GPUs but does not yet assign particular devices to leases."""
-    gpus = get_runtime_context().get_assigned_resources().get("GPU", 0)
-    if not gpus:
+    """The GPU device ids the raylet gave the current task or actor ([] for
+    none, and on the driver); CUDA_VISIBLE_DEVICES lists the same ones."""
+    worker = process_state.require_worker()
+    if worker.actor_id is not None:
+        return list(getattr(worker, "actor_gpu_ids", ()))
+    if worker.is_driver:
         return []
-    raise NotImplementedError(
-        f"get_gpu_ids(): this task holds {gpus} GPU(s), but zray does not yet assign "
-        f"particular GPU devices to tasks and actors (CUDA_VISIBLE_DEVICES is not set)")
+    return list(worker.task_context().gpu_ids)
 
 
 def get_runtime_context():

@@ -59,6 +59,20 @@ def _open_running_marker(cw):
         return None
 
 
+
+def _set_visible_gpus(gpu_ids: tuple):
+    """Point CUDA at the lease's devices (as Ray does); returns the old value."""
+    previous = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpu_ids)
+    return previous
+
+
+def _restore_visible_gpus(previous) -> None:
+    if previous is None:
+        os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+    else:
+        os.environ["CUDA_VISIBLE_DEVICES"] = previous
+
 class Executor(AsyncExecution, StreamingExecution):
     def __init__(self, core_worker):
         self.cw = core_worker
@@ -191,6 +205,10 @@ class Executor(AsyncExecution, StreamingExecution):
         options = spec.options
         ctx = TaskContext(spec.task_id, spec.function_name, spec.actor_id, received=[],
                           resources=options.get("resources") if options else None, caller=identity)
+        gpu_ids = options.get("gpu_ids") if options else None
+        if gpu_ids and spec.kind == NORMAL_TASK:
+            ctx.gpu_ids = tuple(gpu_ids)
+            visible = _set_visible_gpus(ctx.gpu_ids)
         token = current_task.set(ctx)
         try:
             returns, exiting = self._invoke(spec)   # its locals (args, result) are gone after
@@ -198,6 +216,8 @@ class Executor(AsyncExecution, StreamingExecution):
             current_task.reset(token)
             if on_main:
                 self.running = None
+            if gpu_ids and spec.kind == NORMAL_TASK:
+                _restore_visible_gpus(visible)
         borrowed = self.cw.still_held_after_task(ctx, spec) if ctx.received else ()
         self._reply(identity, spec, returns, borrowed, ctx.returned_refs)
         if spec.kind == NORMAL_TASK and spec.options and self._reached_max_calls(spec):
@@ -393,6 +413,9 @@ class Executor(AsyncExecution, StreamingExecution):
         self.cw.actor_id = spec.actor_id
         self.cw.default_job_id = spec.job_id
         self.cw.actor_resources = options.get("resources") or {}
+        self.cw.actor_gpu_ids = tuple(options.get("gpu_ids") or ())
+        if self.cw.actor_gpu_ids:    # for the actor's whole life, before its __init__ runs
+            _set_visible_gpus(self.cw.actor_gpu_ids)
         is_async = options.get("is_async", False)
         max_concurrency = options.get("max_concurrency") or (1000 if is_async else 1)
         self.actor = cls(*args, **kwargs)

@@ -52,10 +52,11 @@ class PendingTask:
 
 class Lease:
     __slots__ = ("lease_id", "worker_id", "endpoint", "sock", "in_flight", "queue", "idle_since",
-                 "blocked", "exclusive")
+                 "blocked", "exclusive", "gpu_ids")
 
-    def __init__(self, lease_id, worker_id, endpoint, sock, queue):
+    def __init__(self, lease_id, worker_id, endpoint, sock, queue, gpu_ids=()):
         self.lease_id = lease_id
+        self.gpu_ids = gpu_ids          # GPU devices the raylet gave this lease
         self.worker_id = worker_id
         self.endpoint = endpoint
         self.sock = sock
@@ -157,7 +158,10 @@ class TaskSubmitter:
                 self.in_flight[task_id] = best
                 task.sent_at = now
                 task.depth_at_send = len(best.in_flight)
-                self.cw.loop.send(best.sock, m.encode(m.PushTask(tuple(task.spec))))
+                spec = task.spec
+                if best.gpu_ids:   # the worker sets CUDA_VISIBLE_DEVICES from these
+                    spec = spec._replace(options=dict(spec.options or (), gpu_ids=best.gpu_ids))
+                self.cw.loop.send(best.sock, m.encode(m.PushTask(tuple(spec))))
             if tasks and len(kq.requests) < min(MAX_LEASE_REQUESTS, len(tasks)):
                 rid = next(self.cw._request_ids)
                 self.lease_requests[rid] = kq
@@ -191,7 +195,7 @@ class TaskSubmitter:
                 self._finish(task, [(ERROR, blob)] * len(task.return_ids))
             return
         lease = Lease(msg.lease_id, msg.worker_id, msg.worker_endpoint,
-                      self.cw.peer(msg.worker_endpoint), kq)
+                      self.cw.peer(msg.worker_endpoint), kq, tuple(msg.gpu_ids))
         self.leases[msg.lease_id] = lease
         kq.leases.append(lease)
         if kq.tasks:

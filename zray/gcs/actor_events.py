@@ -42,6 +42,7 @@ class LeaseGrantedEvent(NamedTuple):
     worker_id: bytes
     worker_endpoint: str
     node_id: bytes
+    gpu_ids: tuple = ()
 
 
 class LeaseFailedEvent(NamedTuple):

@@ -90,6 +90,13 @@ def _fits(have: dict, need: dict) -> bool:
                for name, amount in need.items() if amount > 0)
 
 
+
+def _with_gpu_ids(creation_task: tuple, gpu_ids: tuple) -> tuple:
+    """The creation task spec (TaskSpec fields) with ``gpu_ids`` in its options."""
+    from ..core.task_spec import TaskSpec
+    spec = TaskSpec(*creation_task)
+    return tuple(spec._replace(options=dict(spec.options or (), gpu_ids=tuple(gpu_ids))))
+
 class ActorManager:
     def __init__(self):
         self._actors: dict[bytes, _Actor] = {}
@@ -254,7 +261,10 @@ class ActorManager:
         actor.worker_endpoint = ev.worker_endpoint
         self._by_worker[ev.worker_id] = actor.actor_id
         out.append(SaveActor(actor.record()))   # a restarted GCS can then free the worker
-        out.append(PushCreationTask(actor.actor_id, ev.worker_endpoint, actor.creation_task))
+        creation_task = actor.creation_task
+        if ev.gpu_ids:   # this lease's devices: the actor sets CUDA_VISIBLE_DEVICES from them
+            creation_task = _with_gpu_ids(creation_task, ev.gpu_ids)
+        out.append(PushCreationTask(actor.actor_id, ev.worker_endpoint, creation_task))
 
     def _lease_failed(self, ev: LeaseFailedEvent, now, out):
         actor = self._actors.get(self._by_request.pop(ev.request_id, None))

@@ -165,7 +165,7 @@ class GcsServer:
             # A grant without a node id is routed back to the raylet that sent it.
             self._actor_event(ae.LeaseGrantedEvent(
                 message.request_id, message.lease_id, message.worker_id,
-                message.worker_endpoint, message.node_id or key))
+                message.worker_endpoint, message.node_id or key, tuple(message.gpu_ids)))
         elif kind is msg.LeaseFailed:
             self._actor_event(ae.LeaseFailedEvent(*message))
         elif kind is msg.LeaseInfeasible:

@@ -35,14 +35,15 @@ class LeaseRequest:
 
 
 class Lease:
-    __slots__ = ("lease_id", "client", "worker", "demand", "cpu_released")
+    __slots__ = ("lease_id", "client", "worker", "demand", "cpu_released", "gpus")
 
-    def __init__(self, lease_id, client, worker, demand):
+    def __init__(self, lease_id, client, worker, demand, gpus=()):
         self.lease_id = lease_id
         self.client = client
         self.worker = worker
         self.demand = demand
         self.cpu_released = False
+        self.gpus = gpus              # ((device, amount), ...) from GpuInstances
 
 
 class LeaseHandlers:
@@ -85,14 +86,20 @@ class LeaseHandlers:
                 waiting.append(request)
                 need_reclaim = True
                 continue
+            gpus = self.gpus.assign(request.demand.get("GPU", 0))
+            if gpus is None:          # enough GPU in total, but not on few enough devices
+                waiting.append(request)
+                need_reclaim = True   # idle leases may hold the fractions it needs
+                continue
             worker = pool.pop_idle(request.env)
             if worker is None:
+                self.gpus.release(gpus)
                 waiting.append(request)
                 env = request.env
                 if pool.starting(env) < sum(1 for r in waiting if r.env == env):
                     pool.start_worker(env)
                 continue
-            self._grant(request, worker)
+            self._grant(request, worker, gpus)
         self.lease_queue = waiting
         if need_reclaim:
             now = time.monotonic()
@@ -103,10 +110,10 @@ class LeaseHandlers:
                 for owner in owners:
                     self.send(owner, m.ReclaimIdleLeases())
 
-    def _grant(self, request, worker) -> None:
+    def _grant(self, request, worker, gpus=()) -> None:
         lease_id = next(self.lease_ids)
         res.subtract(self.available, request.demand)
-        lease = Lease(lease_id, request.client, worker, request.demand)
+        lease = Lease(lease_id, request.client, worker, request.demand, gpus)
         self.leases[lease_id] = lease
         worker.lease = lease
         if request.actor_id is not None:
@@ -115,7 +122,8 @@ class LeaseHandlers:
         else:
             worker.state = LEASED
         self.send(request.client, m.LeaseGranted(request.request_id, lease_id, worker.worker_id,
-                                                 worker.endpoint, self.node_id))
+                                                 worker.endpoint, self.node_id,
+                                                 tuple(device for device, _ in gpus)))
 
     def on_return_worker(self, identity, msg) -> None:
         lease = self.leases.get(msg.lease_id)
@@ -130,6 +138,7 @@ class LeaseHandlers:
         if lease.cpu_released:
             demand.pop("CPU", None)
         res.add(self.available, demand)
+        self.gpus.release(lease.gpus)
         worker = lease.worker
         if worker.lease is lease:
             worker.lease = None

@@ -35,6 +35,7 @@ from ..store import shm
 from . import resources as res
 from .lease_handlers import LeaseHandlers
 from .store_handlers import StoreHandlers
+from .gpu_ids import GpuInstances
 from .worker_pool import EXITING, IDLE, WorkerPool
 
 log = logging.getLogger("zray.raylet")
@@ -61,6 +62,7 @@ class Raylet(LeaseHandlers, StoreHandlers):
         self.total_float = total
         self.total = res.to_fixed(total)
         self.available = dict(self.total)
+        self.gpus = GpuInstances(int(total.get("GPU", 0)))
         self.lease_queue: deque = deque()
         self.leases: dict = {}
         self.lease_ids = iter(range(1, 1 << 62))

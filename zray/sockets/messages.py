@@ -149,6 +149,7 @@ class LeaseGranted(NamedTuple):
     worker_id: bytes
     worker_endpoint: str
     node_id: bytes
+    gpu_ids: tuple = ()       # GPU device indices the lease holds (CUDA_VISIBLE_DEVICES)
 
 
 class LeaseFailed(NamedTuple):

@@ -15,6 +15,7 @@ CLUSTER = dict(num_cpus=2, resources={"slot": 1})
 
 pytestmark = pytest.mark.timeout(120)
 
+
 # --------------------------------------------------------------- ActorPool ---
 @zray.remote
 class Doubler:

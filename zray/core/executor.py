@@ -59,7 +59,6 @@ def _open_running_marker(cw):
         return None
 
 
-
 def _set_visible_gpus(gpu_ids: tuple):
     """Point CUDA at the lease's devices (as Ray does); returns the old value."""
     previous = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -72,6 +71,7 @@ def _restore_visible_gpus(previous) -> None:
         os.environ.pop("CUDA_VISIBLE_DEVICES", None)
     else:
         os.environ["CUDA_VISIBLE_DEVICES"] = previous
+
 
 class Executor(AsyncExecution, StreamingExecution):
     def __init__(self, core_worker):
@@ -205,8 +205,9 @@ class Executor(AsyncExecution, StreamingExecution):
         options = spec.options
         ctx = TaskContext(spec.task_id, spec.function_name, spec.actor_id, received=[],
                           resources=options.get("resources") if options else None, caller=identity)
-        gpu_ids = options.get("gpu_ids") if options else None
-        if gpu_ids and spec.kind == NORMAL_TASK:
+        gpu_ids = options.get("gpu_ids") if options and spec.kind == NORMAL_TASK else None
+        visible = None
+        if gpu_ids:   # the lease's devices, for this task only (an actor's are set at creation)
             ctx.gpu_ids = tuple(gpu_ids)
             visible = _set_visible_gpus(ctx.gpu_ids)
         token = current_task.set(ctx)
@@ -216,7 +217,7 @@ class Executor(AsyncExecution, StreamingExecution):
             current_task.reset(token)
             if on_main:
                 self.running = None
-            if gpu_ids and spec.kind == NORMAL_TASK:
+            if gpu_ids:
                 _restore_visible_gpus(visible)
         borrowed = self.cw.still_held_after_task(ctx, spec) if ctx.received else ()
         self._reply(identity, spec, returns, borrowed, ctx.returned_refs)

@@ -124,7 +124,6 @@ class Ownership:
         else:
             self.set_object_ready(object_id, msg.kind, msg.data)
 
-
     # ------------------------------------------------- counting borrowers ---
     def _on_add_borrower(self, identity: bytes, msg) -> None:
         entry = self.refs.objects.get(msg.object_id)

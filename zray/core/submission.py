@@ -19,6 +19,7 @@ from .task_submitter import PendingTask
 STREAMING = "streaming"                 # num_returns of a streaming generator call
 _GENERATOR_OPTIONS = {"generator": True}
 
+
 class Submission:
     def encode_args(self, args, kwargs, function_name: str):
         """(args_blob, [top-level ObjectRef deps], [ObjectRefs nested inside])."""

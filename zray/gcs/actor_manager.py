@@ -90,12 +90,12 @@ def _fits(have: dict, need: dict) -> bool:
                for name, amount in need.items() if amount > 0)
 
 
-
 def _with_gpu_ids(creation_task: tuple, gpu_ids: tuple) -> tuple:
     """The creation task spec (TaskSpec fields) with ``gpu_ids`` in its options."""
     from ..core.task_spec import TaskSpec
     spec = TaskSpec(*creation_task)
     return tuple(spec._replace(options=dict(spec.options or (), gpu_ids=tuple(gpu_ids))))
+
 
 class ActorManager:
     def __init__(self):

@@ -45,7 +45,6 @@ TICK_S = 0.05
 IDLE_WORKER_KILL_S = 1.0     # idle workers beyond num_cpus are ended after this (Ray: 1 s)
 
 
-
 class Raylet(LeaseHandlers, StoreHandlers):
     def __init__(self, args):
         self.args = args

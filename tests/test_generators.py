@@ -3,6 +3,7 @@ method hands each yielded value to its caller as it is yielded."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 import numpy as np
@@ -166,3 +167,30 @@ def test_bad_streaming_use_is_named(cluster):
     with pytest.raises(ValueError, match="num_returns"):
         count_to.options(num_returns="lots")
     assert time.monotonic() - started < 5
+
+
+@zray.remote
+def big_then_die_once(marker):
+    yield np.full(1 << 20, 1.0)
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)                        # the item may never reach the caller
+    yield np.full(1 << 20, 2.0)
+
+
+@zray.remote(max_retries=1)
+def put_then_die_once(marker):
+    ref = zray.put(np.full(1 << 20, 3.0))  # large: sealed in the store before the crash
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)
+    return float(zray.get(ref)[0])
+
+
+def test_a_retried_generator_reuses_what_its_crashed_attempt_stored(cluster, tmp_path):
+    refs = list(big_then_die_once.remote(str(tmp_path / "crashed")))
+    assert [float(zray.get(ref)[0]) for ref in refs] == [1.0, 2.0]
+
+
+def test_a_retried_task_reuses_a_put_its_crashed_attempt_sealed(cluster, tmp_path):
+    assert zray.get(put_then_die_once.remote(str(tmp_path / "crashed")), timeout=60) == 3.0

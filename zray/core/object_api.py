@@ -62,6 +62,8 @@ class ObjectApi:
             self.loop.release()
         reply = self.raylet_call(lambda rid: m.CreateObject(rid, object_id, size))
         if reply.offset < 0:
+            if reply.error_code == m.CREATE_EXISTS:
+                return reply.size   # sealed by an earlier attempt of the same task
             raise exceptions.ObjectStoreFullError(reply.message)
         if self._store_writer is None:
             self._store_writer = shm.ArenaWriter(self.arena_path, self.arena_capacity)

@@ -34,7 +34,7 @@ class StoreHandlers:
     def on_create_object(self, identity, msg) -> None:
         capacity = self.store.stats()["capacity"]
         if msg.size > capacity:
-            self.send(identity, m.CreateObjectReply(msg.request_id, -1, 8, (
+            self.send(identity, m.CreateObjectReply(msg.request_id, -1, m.CREATE_NEVER_FITS, (
                 f"object of {msg.size} bytes can never fit: the object store holds "
                 f"{capacity} bytes (set object_store_memory higher)")))
             return
@@ -44,10 +44,16 @@ class StoreHandlers:
 
     def _try_create(self, identity, msg) -> bool:
         """Reply to a create if it can be decided now; False if it must wait."""
+        if self.store.is_sealed(msg.object_id):
+            # A retried task writing a return (or generator item) that its first
+            # attempt already sealed before dying: keep it, as Ray does.
+            size = self.store.info(msg.object_id).size
+            self.send(identity, m.CreateObjectReply(msg.request_id, -1, m.CREATE_EXISTS, "", size))
+            return True
         try:
             offset = self.store.create(msg.object_id, msg.size)
         except Exception as exc:
-            self.send(identity, m.CreateObjectReply(msg.request_id, -1, 1, str(exc)))
+            self.send(identity, m.CreateObjectReply(msg.request_id, -1, m.CREATE_FAILED, str(exc)))
             return True
         if offset is None:
             if not self._make_room(msg.size):
@@ -55,7 +61,7 @@ class StoreHandlers:
             offset = self.store.create(msg.object_id, msg.size)
             if offset is None:
                 return False
-        self.send(identity, m.CreateObjectReply(msg.request_id, offset, 0, ""))
+        self.send(identity, m.CreateObjectReply(msg.request_id, offset, m.CREATE_OK, ""))
         return True
 
     # ------------------------------------------------------------ spilling ---
@@ -211,7 +217,7 @@ class StoreHandlers:
                 keep.append((identity, msg, deadline))
                 continue
             stats = self.store.stats()
-            self.send(identity, m.CreateObjectReply(msg.request_id, -1, 8, (
+            self.send(identity, m.CreateObjectReply(msg.request_id, -1, m.CREATE_NEVER_FITS, (
                 f"object store is full: cannot allocate {msg.size} bytes after waiting "
                 f"{timeout:g}s (capacity {stats['capacity']}, used {stats['used_bytes']} by "
                 f"{stats['num_objects']} objects, largest free block "

@@ -194,8 +194,16 @@ class CreateObject(NamedTuple):
 class CreateObjectReply(NamedTuple):
     request_id: int
     offset: int          # -1 on failure
-    error_code: int
+    error_code: int      # CREATE_* below
     message: str
+    size: int = 0        # CREATE_EXISTS: the size of the object already there
+
+
+# CreateObjectReply.error_code values.
+CREATE_OK = 0
+CREATE_FAILED = 1
+CREATE_EXISTS = 2        # sealed already (a retried task re-creating a return): nothing to write
+CREATE_NEVER_FITS = 8
 
 
 class SealObject(NamedTuple):

@@ -56,3 +56,26 @@ def test_object_larger_than_the_store_fails_at_once(small_store):
 def test_unknown_system_config_key_is_rejected(no_cluster):
     with pytest.raises(ValueError, match="no_such_knob"):
         zray.init(_system_config={"no_such_knob": 1})
+
+
+def test_an_object_left_unsealed_by_a_vanished_writer_can_be_created_again(cluster):
+    """A writer that created an object and went away without sealing it (a
+    worker killed mid-write) does not block a retried task's create of it."""
+    import zmq
+    from zray import ids
+    from zray.core import process_state
+    from zray.sockets import messages as m
+    cw = process_state.worker
+    object_id = ids.object_id_for_put(ids.root_task_id(cw.job_id), 7)
+    writer = zmq.Context.instance().socket(zmq.DEALER)
+    try:
+        writer.connect(cw.raylet_endpoint)        # never registers: a client already gone
+        writer.send(m.encode(m.CreateObject(1, object_id, 4096)))
+        assert writer.poll(10_000)
+        reply = m.decode(writer.recv())
+        assert reply.offset >= 0 and reply.error_code == m.CREATE_OK
+    finally:
+        writer.close(0)
+    size = cw.write_to_store(object_id, b"x" * 100, [])
+    assert size > 0
+    cw.send_raylet(m.FreeObjects([object_id]))

@@ -77,6 +77,8 @@ class Raylet(LeaseHandlers, StoreHandlers):
         self.shm_dir = shm_dir
         self.store = ObjectTable(ArenaAllocator(args.object_store_memory))
         self.pending_creates: deque = deque()   # creates waiting for space (FIFO)
+        self.creators: dict = {}                # object id -> client writing it (until sealed)
+        self.orphaned_creations: list = []      # (abort after, client) of clients that went away
         self.pending_restores: deque = deque()  # gets of spilled objects waiting for space
         self.spilled: dict = {}                 # object id -> size, in the LMDB spill store
         self.spill_counts = {"spilled_objects_total": 0, "spilled_bytes_total": 0,
@@ -146,6 +148,7 @@ class Raylet(LeaseHandlers, StoreHandlers):
                 self.expire_waiting(now)
                 self._check_clients(now)
                 self._reap_idle_workers(now)
+                self.abort_orphaned_creations(now)
                 if self.lease_queue:
                     # Requests waiting for resources: ask owners again for their idle
                     # leases (an owner busy waiting may only notice its own idle
@@ -229,6 +232,7 @@ class Raylet(LeaseHandlers, StoreHandlers):
                 except Exception:
                     break
         self.drop_waiting(identity)
+        self.abort_creations_of(identity)
         self.serve_waiting()   # its pins are gone: space may be free now
         for lease in [l for l in self.leases.values() if l.client == identity]:
             self._end_lease(lease, kill_worker=False)

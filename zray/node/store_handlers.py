@@ -27,6 +27,7 @@ from .spill_worker import SpillWorker
 
 SPILL_RETRY_S = 1.0    # after a failed spill (disk full), wait this long before the next
 
+ORPHAN_GRACE_S = 1.0   # unsealed objects of a client that went away are freed after this
 log = logging.getLogger("zray.raylet")
 
 
@@ -44,12 +45,16 @@ class StoreHandlers:
 
     def _try_create(self, identity, msg) -> bool:
         """Reply to a create if it can be decided now; False if it must wait."""
-        if self.store.is_sealed(msg.object_id):
+        object_id = msg.object_id
+        if self.store.is_sealed(object_id):
             # A retried task writing a return (or generator item) that its first
             # attempt already sealed before dying: keep it, as Ray does.
-            size = self.store.info(msg.object_id).size
+            size = self.store.info(object_id).size
             self.send(identity, m.CreateObjectReply(msg.request_id, -1, m.CREATE_EXISTS, "", size))
             return True
+        creator = self.creators.get(object_id)
+        if creator is not None and creator not in self.clients:
+            self._abort_unsealed(object_id)   # its writer died mid-write (seal never came)
         try:
             offset = self.store.create(msg.object_id, msg.size)
         except Exception as exc:
@@ -61,8 +66,29 @@ class StoreHandlers:
             offset = self.store.create(msg.object_id, msg.size)
             if offset is None:
                 return False
+        self.creators[object_id] = identity
         self.send(identity, m.CreateObjectReply(msg.request_id, offset, m.CREATE_OK, ""))
         return True
+
+    def _abort_unsealed(self, object_id: bytes) -> None:
+        self.creators.pop(object_id, None)
+        try:
+            self.store.abort(object_id)
+        except Exception as exc:   # sealed or freed meanwhile
+            log.debug("abort of %s skipped: %s", object_id.hex(), exc)
+
+    def abort_creations_of(self, identity) -> None:
+        """A client went away: objects it created but never sealed are freed,
+        after a grace period.  Its death reaches us through the fork server's
+        pipe, so a seal it sent just before dying may still be on its way."""
+        if any(who == identity for who in self.creators.values()):
+            self.orphaned_creations.append((time.monotonic() + ORPHAN_GRACE_S, identity))
+
+    def abort_orphaned_creations(self, now: float) -> None:
+        while self.orphaned_creations and self.orphaned_creations[0][0] <= now:
+            _, identity = self.orphaned_creations.pop(0)
+            for object_id in [oid for oid, who in self.creators.items() if who == identity]:
+                self._abort_unsealed(object_id)
 
     # ------------------------------------------------------------ spilling ---
     def _arena_view(self, offset: int, size: int):
@@ -232,6 +258,7 @@ class StoreHandlers:
             item for item in self.pending_restores if item[0] != identity)
 
     def on_seal_object(self, identity, msg) -> None:
+        self.creators.pop(msg.object_id, None)
         try:
             self.store.seal(msg.object_id)
         except Exception as exc:

@@ -194,3 +194,26 @@ def test_a_retried_generator_reuses_what_its_crashed_attempt_stored(cluster, tmp
 
 def test_a_retried_task_reuses_a_put_its_crashed_attempt_sealed(cluster, tmp_path):
     assert zray.get(put_then_die_once.remote(str(tmp_path / "crashed")), timeout=60) == 3.0
+
+
+@zray.remote
+def wait_first(signal):
+    zray.get(signal.wait.remote())
+    yield "after the signal"
+
+
+def test_wait_on_generators(cluster):
+    signal = Signal.remote()
+    gen = wait_first.remote(signal)
+    assert isinstance(gen, zray.ObjectRefGenerator)
+    plain = zray.put(1)
+    ready, not_ready = zray.wait([gen, plain], num_returns=2, timeout=0.5)
+    assert ready == [plain] and not_ready == [gen]          # no item yet
+    zray.get(signal.send.remote())
+    ready, _ = zray.wait([gen], timeout=30)
+    assert ready == [gen]
+    assert zray.get(next(gen)) == "after the signal"
+    ready, _ = zray.wait([gen], timeout=30)                 # finished: next() would not block
+    assert ready == [gen]
+    with pytest.raises(StopIteration):
+        next(gen)

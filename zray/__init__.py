@@ -5,12 +5,13 @@ from .api import (available_resources, cancel, cluster_resources, get, get_actor
                   get_gpu_ids, get_runtime_context, init, is_initialized, kill, nodes, put, remote, shutdown,
                   wait)
 from .core.object_ref import ObjectRef
+from .core.object_ref_generator import ObjectRefGenerator
 from .remote_function import RemoteFunction
 from . import util   # Ray programs use ray.util.* after a plain `import ray`
 
 __version__ = "0.1.0"
 
-__all__ = ["ActorClass", "ActorHandle", "ObjectRef", "RemoteFunction", "available_resources",
+__all__ = ["ActorClass", "ActorHandle", "ObjectRef", "ObjectRefGenerator", "RemoteFunction", "available_resources",
            "cancel", "cluster_resources", "exceptions", "get", "get_actor", "get_gpu_ids", "get_runtime_context",
            "init", "is_initialized", "kill", "method", "nodes", "put", "remote", "shutdown",
            "util", "wait", "__version__"]

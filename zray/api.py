@@ -8,6 +8,7 @@ import threading
 
 from .actor import ActorClass, ActorHandle, get_handle
 from .core import process_state
+from .core.object_ref_generator import ObjectRefGenerator
 from .core.object_ref import ObjectRef
 from .remote_function import RemoteFunction
 from .sockets.messages import GcsMethod
@@ -231,13 +232,14 @@ def put(value, *, _owner=None):
 
 def wait(object_refs, *, num_returns: int = 1, timeout=None, fetch_local: bool = True):
     if isinstance(object_refs, ObjectRef) or not isinstance(object_refs, (list, tuple)):
-        raise TypeError(f"wait() expected a list of ObjectRef, got {type(object_refs).__name__}")
+        raise TypeError(f"wait() expected a list of ObjectRef or ObjectRefGenerator, got "
+                        f"{type(object_refs).__name__}")
     _check_timeout(timeout)
     refs = list(object_refs)
     for ref in refs:
-        if type(ref) is not ObjectRef:
-            raise TypeError(f"wait() expected a list of ObjectRef, got a list containing "
-                            f"{type(ref).__name__}: {ref!r}")
+        if type(ref) is not ObjectRef and type(ref) is not ObjectRefGenerator:
+            raise TypeError(f"wait() expected a list of ObjectRef or ObjectRefGenerator, got a "
+                            f"list containing {type(ref).__name__}: {ref!r}")
     if not refs:
         return [], []   # as Ray does
     if len(set(refs)) != len(refs):

@@ -124,6 +124,15 @@ class ObjectRefGenerator:
             raise StopAsyncIteration
         return ref
 
+    def next_ready(self) -> bool:
+        """True when next() would return at once (an item is waiting, or the
+        task has ended); what wait() checks."""
+        if self._done:
+            return True
+        completion = self._cw.refs.objects.get(self._completion._id)
+        return (self._stream.reported > self._index or completion is None
+                or completion.ready)
+
     def completed(self) -> ObjectRef:
         """A ref that is ready when the task has finished (get raises its error)."""
         return self._completion

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 
 from . import process_state
@@ -10,6 +11,26 @@ from .core_worker import CoreWorker
 from .executor import Executor
 
 log = logging.getLogger(__name__)
+
+
+def _retire_on_sigterm(cw) -> None:
+    """SIGTERM is the raylet's idle-worker reaper.  Like Ray's worker, this
+    one does not leave while it owns objects or actors (their borrowers would
+    get OwnerDiedError): it exits once it is idle and owns nothing.  The
+    raylet no longer leases it meanwhile."""
+    asked = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: asked.append(signum))
+
+    def retire_when_unneeded():   # a tick: the loop lock is held
+        executor = cw.executor
+        if not asked or executor.queue or executor.running is not None:
+            return
+        cw.refs.apply_ref_ops()
+        if any(entry.owned for entry in cw.refs.objects.values()):
+            return
+        executor.exiting = True   # run_forever returns at its next turn
+        cw.loop.wake_leader()
+    cw.loop.add_tick(retire_when_unneeded)
 
 
 def run(session_dir: str, raylet_endpoint: str, worker_id: bytes) -> int:
@@ -42,6 +63,7 @@ def run(session_dir: str, raylet_endpoint: str, worker_id: bytes) -> int:
             log.warning("fork server died: exiting")
             os._exit(1)
     cw.loop.add_tick(watch_parent)
+    _retire_on_sigterm(cw)
     cw.connect()
     code = cw.executor.run_forever()
     try:

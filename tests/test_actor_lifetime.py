@@ -138,3 +138,35 @@ def test_a_detached_actor_outlives_every_handle(cluster):
     assert _alive(pid)
     zray.kill(zray.get_actor("kept"))
     _wait_exit(pid, "the killed detached actor to exit")
+
+
+@zray.remote
+class Maker:
+    def make(self):
+        return [Target.remote()]
+
+    def make_detached(self, name):
+        Target.options(name=name, lifetime="detached").remote()
+        return True
+
+
+def test_an_actor_dies_with_the_worker_that_created_it(cluster):
+    maker = Maker.remote()
+    (made,) = zray.get(maker.make.remote())
+    pid = zray.get(made.pid.remote())
+    zray.kill(maker)                   # the owner's process goes; its actors go with it (Ray)
+    _wait_exit(pid, "the actor to exit with its owner")
+    with pytest.raises(zray.exceptions.RayActorError, match="owner has died"):
+        zray.get(made.pid.remote(), timeout=30)
+
+
+def test_a_detached_actor_outlives_the_worker_that_created_it(cluster):
+    maker = Maker.remote()
+    zray.get(maker.make_detached.remote("made-detached"))
+    kept = zray.get_actor("made-detached")
+    pid = zray.get(kept.pid.remote())
+    zray.kill(maker)
+    time.sleep(1.5)
+    assert _alive(pid) and zray.get(kept.pid.remote()) == pid
+    zray.kill(kept)
+    _wait_exit(pid, "the killed detached actor to exit")

@@ -123,7 +123,7 @@ class ActorClass:
                 "actor_id": actor_id, "job_id": cw.job_id, "name": name, "namespace": namespace,
                 "detached": detached, "get_if_exists": bool(options.get("get_if_exists")),
                 "resources": shape, "creation_task": tuple(spec),
-                "class_name": meta["class_name"], "runtime_env": env,
+                "class_name": meta["class_name"], "runtime_env": env, "owner_id": cw.worker_id,
                 "max_restarts": options.get("max_restarts", 0) or 0})
         except GcsError as exc:
             if exc.code == GcsErrorCode.ACTOR_NAME_TAKEN:   # Ray raises ValueError here

@@ -43,6 +43,7 @@ RESTARTING = "RESTARTING"
 DEAD = "DEAD"
 
 KILLED_MESSAGE = "The actor was killed by zray.kill()"
+OWNER_DIED_MESSAGE = "The actor died because its owner has died."
 OUT_OF_SCOPE_MESSAGE = "The actor is dead because all references to the actor were removed."
 JOB_FINISHED_MESSAGE = "The actor is dead because its job finished."
 CREATION_ERROR_MESSAGE = "The actor died because of an error raised in its creation task"
@@ -57,7 +58,7 @@ _RESOURCE_EPSILON = 1e-9
 _PERSISTED = ("actor_id", "job_id", "name", "namespace", "detached", "resources",
               "creation_task", "class_name", "max_restarts", "num_restarts", "state",
               "node_id", "worker_id", "lease_id", "worker_endpoint", "endpoint",
-              "death_message", "creation_error", "runtime_env")
+              "death_message", "creation_error", "runtime_env", "owner_id")
 _INFO = ("actor_id", "job_id", "state", "endpoint", "node_id", "worker_id", "name",
          "namespace", "class_name", "death_message", "creation_error", "num_restarts",
          "max_restarts", "detached")
@@ -187,6 +188,7 @@ class ActorManager:
             creation_task=spec["creation_task"], class_name=spec.get("class_name", ""),
             max_restarts=int(spec.get("max_restarts", 0)), num_restarts=0,
             runtime_env=tuple(tuple(pair) for pair in spec.get("runtime_env") or ()),
+            owner_id=spec.get("owner_id"),
             state=PENDING_CREATION, death_message="")
         self._actors[actor_id] = actor
         out.append(PublishActor(actor.record()))
@@ -307,6 +309,12 @@ class ActorManager:
         if actor is not None and actor.state != DEAD:
             self._stop_placement(actor, out, kill_message=None)
             self._worker_lost(actor, f"The actor died because its worker process died: {ev.message}", out)
+        # Non-detached actors die with the worker that created them (Ray's owner rule).
+        for owned in [a for a in self._actors.values()
+                      if a.owner_id == ev.worker_id and not a.detached and a.state != DEAD]:
+            message = f"{OWNER_DIED_MESSAGE} Owner worker: {ev.worker_id.hex()}."
+            self._stop_placement(owned, out, kill_message=message)
+            self._die(owned, message, out)
 
     # -------------------------------------------------------------- nodes ---
     def _node_added(self, ev: NodeAddedEvent, now, out):

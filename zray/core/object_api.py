@@ -166,14 +166,12 @@ class ObjectApi:
 
     # --------------------------------------------------------------- wait ---
     def wait(self, refs: list, num_returns: int = 1, timeout=None):
-        if any(type(ref) is not ObjectRef for ref in refs):
-            return self._wait_with_generators(refs, num_returns, timeout)
-        entries = self._prepare_waits(refs)
+        waitables = self._waitables(refs)
 
         def enough_ready():
             count = 0
-            for entry in entries:
-                if entry.ready:
+            for waitable in waitables:
+                if waitable.ready:
                     count += 1
                     if count >= num_returns:
                         return True
@@ -185,34 +183,21 @@ class ObjectApi:
             else:
                 self._wait_blocked(enough_ready, timeout)
         ready, not_ready = [], []
-        for ref, entry in zip(refs, entries):
-            if entry.ready and len(ready) < num_returns:
+        for ref, waitable in zip(refs, waitables):
+            if waitable.ready and len(ready) < num_returns:
                 ready.append(ref)
             else:
                 not_ready.append(ref)
         return ready, not_ready
 
-    def _wait_with_generators(self, refs: list, num_returns: int, timeout):
-        """wait() over refs and ObjectRefGenerators: a generator is ready when
-        next() would not block (an item is waiting, or the task has ended)."""
+    def _waitables(self, refs: list) -> list:
+        """Per item, something with ``.ready``: a ref's entry, or an
+        ObjectRefGenerator itself (ready when next() would not block)."""
         plain = [ref for ref in refs if type(ref) is ObjectRef]
-        entries = dict(zip(plain, self._prepare_waits(plain)))
-
-        def is_ready(ref):
-            return entries[ref].ready if type(ref) is ObjectRef else ref.next_ready()
-
-        def enough_ready():
-            return sum(1 for ref in refs if is_ready(ref)) >= num_returns
-
-        if not enough_ready():
-            if timeout == 0:
-                self._drive_nonblocking()
-            else:
-                self._wait_blocked(enough_ready, timeout)
-        ready, not_ready = [], []
-        for ref in refs:
-            (ready if len(ready) < num_returns and is_ready(ref) else not_ready).append(ref)
-        return ready, not_ready
+        if len(plain) == len(refs):
+            return self._prepare_waits(refs)
+        entries = iter(self._prepare_waits(plain))
+        return [next(entries) if type(ref) is ObjectRef else ref for ref in refs]
 
     # ------------------------------------------------------------ futures ---
     def future_of(self, ref) -> concurrent.futures.Future:

@@ -124,9 +124,14 @@ class ObjectRefGenerator:
             raise StopAsyncIteration
         return ref
 
+    @property
+    def ready(self) -> bool:
+        """What wait() checks: next() would return at once (as next_ready())."""
+        return self.next_ready()
+
     def next_ready(self) -> bool:
         """True when next() would return at once (an item is waiting, or the
-        task has ended); what wait() checks."""
+        task has ended)."""
         if self._done:
             return True
         completion = self._cw.refs.objects.get(self._completion._id)

@@ -6,7 +6,7 @@ import inspect
 
 from . import ids
 from . import options as opts
-from . import runtime_env
+from . import runtime_env, scheduling
 from .core import process_state
 from .core.object_ref import ObjectRef
 from .sockets.messages import GcsMethod
@@ -106,9 +106,11 @@ class ActorClass:
         namespace = options.get("namespace") or cw.current_namespace()
         detached = options.get("lifetime") == "detached"
         shape = opts.actor_resource_shape(options)
+        placement = scheduling.resolve(cw, options, shape, meta["class_name"], is_actor=True)
         env = runtime_env.merge(cw.runtime_env, runtime_env.normalize(options.get("runtime_env")))
         creation_options = {"max_concurrency": options.get("max_concurrency"),
-                            "is_async": meta["is_async"], "resources": shape}
+                            "is_async": meta["is_async"], "resources": shape,
+                            "placement_group": placement.group}
         spec, creation_refs = cw.build_actor_creation_spec(actor_id, class_id, meta["class_name"], args, kwargs,
                                             creation_options)
         # Non-detached actors live while any handle does (ids.actor_handle_object_id).
@@ -117,12 +119,14 @@ class ActorClass:
         cw.gcs_call(GcsMethod.KV_PUT, ACTOR_META_NS, actor_id, _dumps(handle_meta), True)
         from .core.core_worker import GcsError
         from .gcs.errors import GcsErrorCode
-        _warn_if_infeasible(cw, shape, meta["class_name"])
+        if placement.group is None:   # a group's resources appear once it is placed
+            _warn_if_infeasible(cw, shape, meta["class_name"])
         try:
             reply = cw.gcs_call(GcsMethod.CREATE_ACTOR, {
                 "actor_id": actor_id, "job_id": cw.job_id, "name": name, "namespace": namespace,
                 "detached": detached, "get_if_exists": bool(options.get("get_if_exists")),
-                "resources": shape, "creation_task": tuple(spec),
+                "resources": placement.demand, "node_affinity": placement.node_affinity,
+                "creation_task": tuple(spec),
                 "class_name": meta["class_name"], "runtime_env": env, "owner_id": cw.worker_id,
                 "max_restarts": options.get("max_restarts", 0) or 0})
         except GcsError as exc:

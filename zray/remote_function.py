@@ -4,7 +4,7 @@ from __future__ import annotations
 import inspect
 
 from . import options as opts
-from . import runtime_env
+from . import runtime_env, scheduling
 from .core import process_state
 
 
@@ -54,7 +54,8 @@ class RemoteFunction:
             self._exported = {id(cw): function_id}
         num_returns = options.get("num_returns", self._default_num_returns)
         shape = opts.resource_shape(options, 1)
-        key = tuple(sorted(shape.items()))
+        placement = scheduling.resolve(cw, options, shape, self._name)
+        key = tuple(sorted(placement.demand.items()))
         env = runtime_env.merge(cw.runtime_env, options.get("_env", self._env))
         max_retries = options.get("max_retries", 3)
         retry_exceptions = options.get("retry_exceptions", False)
@@ -62,6 +63,10 @@ class RemoteFunction:
         task_options = {"max_calls": max_calls} if max_calls else None
         if key != _DEFAULT_KEY:   # for get_runtime_context().get_assigned_resources()
             task_options = dict(task_options or (), resources=shape)
+        if placement.group is not None:   # for get_current_placement_group() and capture
+            task_options["placement_group"] = placement.group
+        if placement.unschedulable:
+            task_options = dict(task_options or (), unschedulable=placement.unschedulable)
         if env:   # tasks of another environment need other workers: part of the key
             key += ((runtime_env.ENV_KEY, env),)
         refs = cw.submit_task(function_id, self._name, args, kwargs, num_returns, key,

@@ -47,13 +47,14 @@ JOB_NAMESPACE_KV = "job_namespace"   # GCS KV: job id -> the job's namespace (ut
 class TaskContext:
     """What runs now in this thread / asyncio task (for ids and runtime context)."""
     __slots__ = ("task_id", "children", "puts", "function_name", "actor_id", "received",
-                 "returned_refs", "resources", "caller", "gpu_ids")
+                 "returned_refs", "resources", "caller", "gpu_ids", "placement_group")
 
     def __init__(self, task_id, function_name="", actor_id=None, received=None, resources=None,
                  caller=None):
         self.task_id = task_id
         self.caller = caller          # ROUTER identity the call came from (streaming items go there)
         self.gpu_ids = ()             # GPU devices of the lease it runs on
+        self.placement_group = None   # (pg id, capture child tasks) of a task run in a group
         self.resources = resources    # a normal task's resource shape (None: Ray's default 1 CPU)
         self.received = received      # [(object id, owner)] refs unpickled while it runs
         self.returned_refs = ()       # (return index, object id, owner) inside its return values

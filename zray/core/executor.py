@@ -206,6 +206,8 @@ class Executor(AsyncExecution, StreamingExecution):
         ctx = TaskContext(spec.task_id, spec.function_name, spec.actor_id, received=[],
                           resources=options.get("resources") if options else None, caller=identity)
         gpu_ids = options.get("gpu_ids") if options and spec.kind == NORMAL_TASK else None
+        if options and spec.kind == NORMAL_TASK:
+            ctx.placement_group = options.get("placement_group")
         visible = None
         if gpu_ids:   # the lease's devices, for this task only (an actor's are set at creation)
             ctx.gpu_ids = tuple(gpu_ids)
@@ -415,6 +417,7 @@ class Executor(AsyncExecution, StreamingExecution):
         self.cw.default_job_id = spec.job_id
         self.cw.actor_resources = options.get("resources") or {}
         self.cw.actor_gpu_ids = tuple(options.get("gpu_ids") or ())
+        self.cw.actor_placement_group = options.get("placement_group")
         if self.cw.actor_gpu_ids:    # for the actor's whole life, before its __init__ runs
             _set_visible_gpus(self.cw.actor_gpu_ids)
         is_async = options.get("is_async", False)

@@ -124,6 +124,12 @@ class TaskSubmitter:
         self._enqueue(task)
 
     def _enqueue(self, task: PendingTask) -> None:
+        options = task.spec.options
+        if options and "unschedulable" in options:   # e.g. hard affinity to a dead node
+            error = exceptions.TaskUnschedulableError(options["unschedulable"])
+            blob = serialization.serialize_inline(error)[0]
+            self._finish(task, [(ERROR, blob)] * len(task.return_ids))
+            return
         kq = self.queues.get(task.key)
         if kq is None:
             kq = self.queues[task.key] = KeyQueue(task.key)

@@ -84,6 +84,11 @@ class TickEvent(NamedTuple):
     pass
 
 
+class PlacementGroupRemovedEvent(NamedTuple):
+    """Actors placed in this group die with it."""
+    pg_id: bytes
+
+
 # ----------------------------------------------------------------- actions ---
 class RequestLease(NamedTuple):
     node_id: bytes

@@ -31,9 +31,10 @@ from zray.gcs.actor_events import (
     ActorOutOfScopeEvent, CancelLease, CloseWorkerChannel, CreateActorEvent,
     CreationTaskRepliedEvent, GetActorInfoEvent, JobFinishedEvent, KillActorEvent,
     KillWorker, LeaseFailedEvent, LeaseGrantedEvent, NodeAddedEvent, NodeDiedEvent,
-    NodeResourcesEvent, PublishActor, Reply, RequestLease, ReturnLease, PushCreationTask,
-    SaveActor, TickEvent, Warn, WorkerDiedEvent,
+    NodeResourcesEvent, PlacementGroupRemovedEvent, PublishActor, Reply, RequestLease,
+    ReturnLease, PushCreationTask, SaveActor, TickEvent, Warn, WorkerDiedEvent,
 )
+from zray import bundle_resources
 from zray.gcs.errors import GcsErrorCode
 from zray.sockets.messages import ReturnKind, TaskStatus
 
@@ -46,6 +47,10 @@ KILLED_MESSAGE = "The actor was killed by zray.kill()"
 OWNER_DIED_MESSAGE = "The actor died because its owner has died."
 OUT_OF_SCOPE_MESSAGE = "The actor is dead because all references to the actor were removed."
 JOB_FINISHED_MESSAGE = "The actor is dead because its job finished."
+GROUP_REMOVED_MESSAGE = "The actor died because its placement group was removed."
+UNSCHEDULABLE_MESSAGE = ("The actor is not schedulable: the node specified via "
+                         "NodeAffinitySchedulingStrategy doesn't exist any more or is "
+                         "infeasible, and soft=False was specified.")
 CREATION_ERROR_MESSAGE = "The actor died because of an error raised in its creation task"
 MAX_LEASE_FAILURES = 10
 LEASE_RETRY_BASE_S = 0.1
@@ -58,7 +63,7 @@ _RESOURCE_EPSILON = 1e-9
 _PERSISTED = ("actor_id", "job_id", "name", "namespace", "detached", "resources",
               "creation_task", "class_name", "max_restarts", "num_restarts", "state",
               "node_id", "worker_id", "lease_id", "worker_endpoint", "endpoint",
-              "death_message", "creation_error", "runtime_env", "owner_id")
+              "death_message", "creation_error", "runtime_env", "owner_id", "node_affinity")
 _INFO = ("actor_id", "job_id", "state", "endpoint", "node_id", "worker_id", "name",
          "namespace", "class_name", "death_message", "creation_error", "num_restarts",
          "max_restarts", "detached")
@@ -115,7 +120,7 @@ class ActorManager:
             LeaseFailedEvent: self._lease_failed, CreationTaskRepliedEvent: self._creation_replied,
             WorkerDiedEvent: self._worker_died, NodeAddedEvent: self._node_added,
             NodeResourcesEvent: self._node_resources, NodeDiedEvent: self._node_died,
-            TickEvent: self._tick,
+            TickEvent: self._tick, PlacementGroupRemovedEvent: self._group_removed,
         }
 
     def handle(self, event, now: float = 0.0) -> list:
@@ -189,6 +194,7 @@ class ActorManager:
             max_restarts=int(spec.get("max_restarts", 0)), num_restarts=0,
             runtime_env=tuple(tuple(pair) for pair in spec.get("runtime_env") or ()),
             owner_id=spec.get("owner_id"),
+            node_affinity=tuple(spec["node_affinity"]) if spec.get("node_affinity") else None,
             state=PENDING_CREATION, death_message="")
         self._actors[actor_id] = actor
         out.append(PublishActor(actor.record()))
@@ -242,6 +248,14 @@ class ActorManager:
             if actor.job_id == ev.job_id and not actor.detached and actor.state != DEAD:
                 self._stop_placement(actor, out, kill_message=JOB_FINISHED_MESSAGE)
                 self._die(actor, JOB_FINISHED_MESSAGE, out)
+
+    def _group_removed(self, ev: PlacementGroupRemovedEvent, now, out):
+        group_hex = ev.pg_id.hex()
+        for actor in list(self._actors.values()):
+            if actor.state != DEAD and any(bundle_resources.is_group_resource(name, group_hex)
+                                           for name in actor.resources):
+                self._stop_placement(actor, out, kill_message=GROUP_REMOVED_MESSAGE)
+                self._die(actor, GROUP_REMOVED_MESSAGE, out)
 
     @staticmethod
     def _unknown(request_ref, actor_id) -> Reply:
@@ -366,7 +380,18 @@ class ActorManager:
     def _schedule(self, actor: _Actor, out):
         # DESIGN.md section 6: a default actor ({}) needs 1 CPU to be placed, 0 to run;
         # the raylet applies the same rule, so both agree on what fits.
-        node_id = self._pick_node(actor.resources or DEFAULT_ACTOR_PLACEMENT)
+        need = actor.resources or DEFAULT_ACTOR_PLACEMENT
+        if actor.node_affinity:
+            target, soft = actor.node_affinity
+            if target in self._nodes:
+                node_id = target if _fits(self._nodes[target][0], need) else None
+            elif soft:
+                node_id = self._pick_node(need)
+            else:
+                self._die(actor, UNSCHEDULABLE_MESSAGE, out)
+                return
+        else:
+            node_id = self._pick_node(need)
         if node_id is None:
             self._infeasible[actor.actor_id] = None
             if not actor.warned_infeasible:

@@ -97,6 +97,11 @@ class NodeManager:
     def is_alive(self, node_id: bytes) -> bool:
         return node_id in self._last_seen
 
+    def alive_view(self) -> dict:
+        """{node_id: (total, available)} of alive nodes, as last reported (not copies)."""
+        return {nid: (self._nodes[nid]["resources_total"], self._nodes[nid]["resources_available"])
+                for nid in self._last_seen}
+
     def all_nodes(self) -> list:
         return [dict(record) for record in self._nodes.values()]
 

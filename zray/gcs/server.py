@@ -35,6 +35,7 @@ from typing import Optional
 import zmq
 
 from zray.gcs import actor_events as ae
+from zray.gcs import placement_groups as pgm
 from zray.gcs.service import ConnectRaylet, DisconnectRaylet, GcsService, Publish
 from zray.gcs.tables import GcsTables
 from zray.pids import pid_alive
@@ -171,6 +172,10 @@ class GcsServer:
         elif kind is msg.LeaseInfeasible:
             log.warning("raylet %s: lease %d is infeasible there: %s",
                         key.hex(), message.request_id, message.message)
+        elif kind is msg.BundlesPrepared and kind_of_peer == "raylet":
+            self._execute(self._service.bundles_prepared(key, message, time.monotonic()))
+        elif kind is msg.BundlesCommitted and kind_of_peer == "raylet":
+            self._execute(self._service.bundles_committed(key, message, time.monotonic()))
         elif kind is msg.ReclaimIdleLeases:
             pass   # the GCS holds no idle leases: every actor worker is dedicated
         elif kind is msg.TaskReply and kind_of_peer == "worker":
@@ -212,6 +217,14 @@ class GcsServer:
             elif kind is ae.KillWorker:
                 self._send_to_raylet(action.node_id, msg.KillWorker(
                     action.worker_id, True, action.message))
+            elif kind is pgm.PrepareBundles:
+                self._send_to_raylet(action.node_id, msg.PrepareBundles(
+                    action.pg_id, action.attempt, action.bundles))
+            elif kind is pgm.CommitBundles:
+                self._send_to_raylet(action.node_id, msg.CommitBundles(
+                    action.pg_id, action.attempt, action.indices))
+            elif kind is pgm.ReturnBundles:
+                self._send_to_raylet(action.node_id, msg.ReturnBundles(action.pg_id, action.indices))
             elif kind is ae.PushCreationTask:
                 self._push_creation_task(action)
             elif kind is ae.CloseWorkerChannel:

@@ -1,7 +1,7 @@
 """GcsService: what the GCS decides and stores, behind the socket shell.
 
 Owns the GcsTables (writes go through before any reply is returned), the
-NodeManager and the ActorManager.  No sockets and no clock: every entry point
+NodeManager, the ActorManager and the PlacementGroupManager.  No sockets and no clock: every entry point
 takes ``now`` and returns actions for the server (zray.gcs.server) to carry
 out in order - the actor manager's (zray.gcs.actor_events) after this module
 has persisted them, plus its own below.  SaveActor / PublishActor never leave
@@ -21,8 +21,9 @@ from typing import NamedTuple
 from zray.gcs import actor_events as ae
 from zray.gcs.actor_manager import ActorManager
 from zray.gcs.errors import GcsError, GcsErrorCode
+from zray.gcs import placement_groups as pgm
 from zray.gcs.node_manager import NodeManager
-from zray.gcs.tables import ACTORS, JOBS, NODES, GcsTables
+from zray.gcs.tables import ACTORS, JOBS, NODES, PLACEMENT_GROUPS, GcsTables
 from zray.ids import job_id_from_int
 from zray.sockets import messages as msg
 from zray.sockets.messages import GcsMethod
@@ -54,6 +55,7 @@ class GcsService:
         self._tables = tables
         self._nodes = NodeManager(node_timeout_s)
         self._actors = ActorManager()
+        self._groups = pgm.PlacementGroupManager(self._nodes.alive_view)
         self._methods = self._method_table()
         self._signatures = {m: inspect.signature(h) for m, h in self._methods.items()}
         self._ignored_reporters: set = set()
@@ -71,6 +73,7 @@ class GcsService:
         for record in alive:
             self._out.append(ConnectRaylet(record["node_id"], record["raylet_endpoint"]))
         self._absorb(self._actors.restore(self._tables.load(ACTORS)))
+        self._absorb_groups(self._groups.restore(self._tables.load(PLACEMENT_GROUPS)))
         for record in alive:
             self._actor_event(ae.NodeAddedEvent(record["node_id"], record["resources_total"],
                                                 record["resources_available"]))
@@ -106,12 +109,15 @@ class GcsService:
     def report_resources(self, report: msg.ReportResources, now: float) -> list:
         """A raylet's periodic report, which is also its heartbeat."""
         self._begin(now)
-        if self._nodes.report(report.node_id, report.available, report.total, now):
-            self._actor_event(ae.NodeResourcesEvent(report.node_id, report.total, report.available))
-        elif report.node_id not in self._ignored_reporters:
-            self._ignored_reporters.add(report.node_id)
-            log.warning("ignoring resource reports from unregistered or dead node %r", report.node_id)
+        self._resources_reported(report.node_id, report.available, report.total, now)
         return self._out
+
+    def _resources_reported(self, node_id: bytes, available: dict, total: dict, now: float) -> None:
+        if self._nodes.report(node_id, available, total, now):
+            self._actor_event(ae.NodeResourcesEvent(node_id, total, available))
+        elif node_id not in self._ignored_reporters:
+            self._ignored_reporters.add(node_id)
+            log.warning("ignoring resource reports from unregistered or dead node %r", node_id)
 
     def worker_died(self, report: msg.WorkerDied, now: float) -> list:
         """Any worker or driver death: owners' borrowers learn it on topic W<id>."""
@@ -129,12 +135,25 @@ class GcsService:
         self._actor_event(event)
         return self._out
 
+    def bundles_prepared(self, node_id: bytes, reply: msg.BundlesPrepared, now: float) -> list:
+        self._begin(now)
+        self._absorb_groups(self._groups.on_prepared(node_id, reply.pg_id, reply.attempt,
+                                                     bool(reply.ok), str(reply.message), now))
+        return self._out
+
+    def bundles_committed(self, node_id: bytes, reply: msg.BundlesCommitted, now: float) -> list:
+        self._begin(now)
+        self._resources_reported(node_id, reply.available, reply.total, now)
+        self._absorb_groups(self._groups.on_committed(node_id, reply.pg_id, reply.attempt, now))
+        return self._out
+
     def tick(self, now: float) -> list:
-        """Health check, lease retries, and the throttled resource view."""
+        """Health check, lease and placement retries, and the throttled resource view."""
         self._begin(now)
         for node_id in self._nodes.expire(now):
             self._node_died(node_id, f"no heartbeat for {self._nodes.node_timeout_s}s")
         self._actor_event(ae.TickEvent())
+        self._absorb_groups(self._groups.tick(now))
         if self._nodes.dirty and now - self._last_view >= RESOURCE_VIEW_PERIOD_S:
             self._last_view = now
             self._out.append(Publish(msg.RESOURCE_TOPIC,
@@ -159,11 +178,26 @@ class GcsService:
             if kind is ae.SaveActor or kind is ae.PublishActor:
                 record = action.record
                 self._tables.put(ACTORS, record["actor_id"], record)
+                if kind is ae.PublishActor and record["state"] == "DEAD":
+                    # Groups an actor created (not detached) go with it.
+                    self._absorb_groups(self._groups.on_actor_dead(record["actor_id"]))
                 if kind is ae.PublishActor:
                     self._out.append(Publish(msg.actor_topic(record["actor_id"]), msg.ActorChanged(
                         record["actor_id"], record["state"], record["endpoint"] or "",
                         record["node_id"] or b"", record["worker_id"] or b"",
                         record["death_message"] or "")))
+            else:
+                self._out.append(action)
+
+    def _absorb_groups(self, actions: list) -> None:
+        """Persist the placement-group manager's records; a removed group's
+        actors die (the actor manager's part); pass the rest on."""
+        for action in actions:
+            kind = type(action)
+            if kind is pgm.SaveGroup:
+                self._tables.put(PLACEMENT_GROUPS, action.record["pg_id"], action.record)
+            elif kind is pgm.GroupRemoved:
+                self._actor_event(ae.PlacementGroupRemovedEvent(action.pg_id))
             else:
                 self._out.append(action)
 
@@ -175,6 +209,7 @@ class GcsService:
         self._tables.put(NODES, node_id, record)
         self._out.append(Publish(msg.NODE_TOPIC, msg.NodeChanged(dict(record))))
         self._actor_event(ae.NodeDiedEvent(node_id, why))
+        self._absorb_groups(self._groups.on_node_died(node_id, self._now))
         self._out.append(DisconnectRaylet(node_id))
 
     # ------------------------------------------------------------ requests ---
@@ -206,7 +241,27 @@ class GcsService:
             GcsMethod.ACTOR_OUT_OF_SCOPE: lambda ref, actor_id: self._actor_event(
                 ae.ActorOutOfScopeEvent(actor_id)),
             GcsMethod.GET_WORKER_DEATH: lambda ref, worker_id: self._dead_workers.get(worker_id),
+            GcsMethod.CREATE_PLACEMENT_GROUP: lambda ref, spec: self._group_request(
+                self._groups.create(ref, spec, self._now)),
+            GcsMethod.REMOVE_PLACEMENT_GROUP: lambda ref, pg_id: self._group_request(
+                self._groups.remove(ref, pg_id, self._now)),
+            GcsMethod.WAIT_PLACEMENT_GROUP_READY: lambda ref, pg_id, timeout_s=None: self._group_request(
+                self._groups.wait_ready(ref, pg_id, _timeout_arg(timeout_s), self._now)),
+            GcsMethod.GET_PLACEMENT_GROUP: self._get_placement_group,
+            GcsMethod.GET_ALL_PLACEMENT_GROUPS: lambda ref: self._groups.all_groups(),
         }
+
+    def _group_request(self, actions: list):
+        """The placement-group manager answers with a Reply among its actions."""
+        self._absorb_groups(actions)
+        return _DEFERRED
+
+    def _get_placement_group(self, ref, pg_id=None, name=None, namespace=""):
+        if pg_id is not None:
+            return self._groups.get(pg_id)
+        if not isinstance(name, str) or not isinstance(namespace, str):
+            raise TypeError("GET_PLACEMENT_GROUP needs pg_id bytes or a name and namespace str")
+        return self._groups.get_by_name(name, namespace)
 
     def _deferred(self, event):
         """Hand a request to the actor manager, whose Reply action answers it."""
@@ -248,6 +303,7 @@ class GcsService:
             record.update(state="FINISHED", end_time=time.time())
             self._tables.put(JOBS, job_id, record)
         self._actor_event(ae.JobFinishedEvent(job_id))
+        self._absorb_groups(self._groups.on_job_finished(job_id))
 
     def _get_named_actor(self, ref, name, namespace):
         info = self._actors.named_info(name, namespace)
@@ -258,6 +314,12 @@ class GcsService:
 
 
 _DEFERRED = object()   # a handler's result when the actor manager will Reply later
+
+
+def _timeout_arg(timeout_s):
+    if timeout_s is not None and not isinstance(timeout_s, (int, float)):
+        raise TypeError(f"timeout_s must be a number or None, got {type(timeout_s).__name__}")
+    return timeout_s
 
 
 def _kv_args(namespace, key) -> tuple:

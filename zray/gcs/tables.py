@@ -5,6 +5,7 @@ Named sub-databases::
     nodes   node_id (bytes)  -> pickled node record dict
     actors  actor_id (bytes) -> pickled actor record dict
     jobs    job_id (4 bytes) -> pickled job record dict
+    placement_groups  pg_id (bytes) -> pickled placement-group record dict
     kv      u16 len(namespace) + namespace + key -> raw value bytes
     meta    name (bytes)     -> pickled dict (e.g. b"next_job_id" -> {"value": n})
 
@@ -30,9 +31,10 @@ import lmdb
 NODES = "nodes"
 ACTORS = "actors"
 JOBS = "jobs"
+PLACEMENT_GROUPS = "placement_groups"
 _KV = "kv"
 _META = "meta"
-RECORD_TABLES = (NODES, ACTORS, JOBS)
+RECORD_TABLES = (NODES, ACTORS, JOBS, PLACEMENT_GROUPS)
 
 DEFAULT_MAP_SIZE = 1 << 30          # address space only; LMDB files are sparse
 _NEXT_JOB_ID = b"next_job_id"

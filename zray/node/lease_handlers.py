@@ -35,15 +35,26 @@ class LeaseRequest:
 
 
 class Lease:
-    __slots__ = ("lease_id", "client", "worker", "demand", "cpu_released", "gpus")
+    __slots__ = ("lease_id", "client", "worker", "demand", "cpu_released", "gpus", "gpu_pool")
 
-    def __init__(self, lease_id, client, worker, demand, gpus=()):
+    def __init__(self, lease_id, client, worker, demand, gpus=(), gpu_pool=None):
         self.lease_id = lease_id
         self.client = client
         self.worker = worker
         self.demand = demand
         self.cpu_released = False
-        self.gpus = gpus              # ((device, amount), ...) from GpuInstances
+        self.gpus = gpus              # ((device, amount), ...) from gpu_pool
+        self.gpu_pool = gpu_pool      # the node's GpuInstances, or a group bundle's
+
+
+def _in_group(demand: dict) -> bool:
+    return any("_group_" in name for name in demand)
+
+
+def cpu_part(demand: dict) -> dict:
+    """The CPU a lease holds: plain, or a placement group bundle's."""
+    return {name: amount for name, amount in demand.items()
+            if name == "CPU" or name.startswith("CPU_group_")}
 
 
 class LeaseHandlers:
@@ -74,7 +85,8 @@ class LeaseHandlers:
         for request in self.lease_queue:
             if not res.fits(request.placement, self.total):
                 waiting.append(request)
-                if not request.warned:
+                # A group's resources appear once it is placed: no warning for those.
+                if not request.warned and not _in_group(request.demand):
                     request.warned = True
                     self.send(request.client, m.LeaseInfeasible(request.request_id, (
                         f"No node can ever run a task or actor that needs "
@@ -86,20 +98,22 @@ class LeaseHandlers:
                 waiting.append(request)
                 need_reclaim = True
                 continue
-            gpus = self.gpus.assign(request.demand.get("GPU", 0))
-            if gpus is None:          # enough GPU in total, but not on few enough devices
+            assigned = self.assign_gpus(request.demand)
+            if assigned is None:      # enough GPU in total, but not on few enough devices
                 waiting.append(request)
                 need_reclaim = True   # idle leases may hold the fractions it needs
                 continue
+            gpu_pool, gpus = assigned
             worker = pool.pop_idle(request.env)
             if worker is None:
-                self.gpus.release(gpus)
+                if gpu_pool is not None:
+                    gpu_pool.release(gpus)
                 waiting.append(request)
                 env = request.env
                 if pool.starting(env) < sum(1 for r in waiting if r.env == env):
                     pool.start_worker(env)
                 continue
-            self._grant(request, worker, gpus)
+            self._grant(request, worker, gpus, gpu_pool)
         self.lease_queue = waiting
         if need_reclaim:
             now = time.monotonic()
@@ -110,10 +124,10 @@ class LeaseHandlers:
                 for owner in owners:
                     self.send(owner, m.ReclaimIdleLeases())
 
-    def _grant(self, request, worker, gpus=()) -> None:
+    def _grant(self, request, worker, gpus=(), gpu_pool=None) -> None:
         lease_id = next(self.lease_ids)
         res.subtract(self.available, request.demand)
-        lease = Lease(lease_id, request.client, worker, request.demand, gpus)
+        lease = Lease(lease_id, request.client, worker, request.demand, gpus, gpu_pool)
         self.leases[lease_id] = lease
         worker.lease = lease
         if request.actor_id is not None:
@@ -132,13 +146,21 @@ class LeaseHandlers:
         self._end_lease(lease, kill_worker=msg.disconnect_worker)
         self._schedule()
 
+    def give_back(self, lease) -> None:
+        """Return what ``lease`` holds to the node (lease already dropped).  A
+        blocked lease's CPU is back already; a removed group's resources are gone."""
+        demand = lease.demand
+        if lease.cpu_released:
+            released = cpu_part(demand)
+            demand = {k: v for k, v in demand.items() if k not in released}
+        total = self.total
+        res.add(self.available, {k: v for k, v in demand.items() if k in total})
+        if lease.gpu_pool is not None:
+            lease.gpu_pool.release(lease.gpus)
+
     def _end_lease(self, lease, kill_worker: bool) -> None:
         self.leases.pop(lease.lease_id, None)
-        demand = dict(lease.demand)
-        if lease.cpu_released:
-            demand.pop("CPU", None)
-        res.add(self.available, demand)
-        self.gpus.release(lease.gpus)
+        self.give_back(lease)
         worker = lease.worker
         if worker.lease is lease:
             worker.lease = None
@@ -150,9 +172,10 @@ class LeaseHandlers:
     def on_blocked(self, identity, msg) -> None:
         worker = self._worker_of(identity)
         lease = worker.lease if worker is not None else None
-        if lease is not None and not lease.cpu_released and lease.demand.get("CPU"):
+        if lease is not None and not lease.cpu_released and cpu_part(lease.demand):
             lease.cpu_released = True
-            res.add(self.available, {"CPU": lease.demand["CPU"]})
+            res.add(self.available, {k: v for k, v in cpu_part(lease.demand).items()
+                                     if k in self.total})
             self._schedule()
 
     def on_unblocked(self, identity, msg) -> None:
@@ -160,7 +183,8 @@ class LeaseHandlers:
         lease = worker.lease if worker is not None else None
         if lease is not None and lease.cpu_released:
             lease.cpu_released = False
-            res.subtract(self.available, {"CPU": lease.demand["CPU"]})
+            res.subtract(self.available, {k: v for k, v in cpu_part(lease.demand).items()
+                                          if k in self.total})
 
     def _worker_of(self, identity):
         client = self.clients.get(identity)

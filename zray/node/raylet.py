@@ -33,6 +33,7 @@ from ..sockets.messages import GcsMethod
 from ..store import ArenaAllocator, ObjectTable
 from ..store import shm
 from . import resources as res
+from .bundle_handlers import BundleHandlers
 from .lease_handlers import LeaseHandlers
 from .store_handlers import StoreHandlers
 from .gpu_ids import GpuInstances
@@ -45,7 +46,7 @@ TICK_S = 0.05
 IDLE_WORKER_KILL_S = 1.0     # idle workers beyond num_cpus are ended after this (Ray: 1 s)
 
 
-class Raylet(LeaseHandlers, StoreHandlers):
+class Raylet(LeaseHandlers, BundleHandlers, StoreHandlers):
     def __init__(self, args):
         self.args = args
         self.session_dir = args.session_dir
@@ -62,6 +63,7 @@ class Raylet(LeaseHandlers, StoreHandlers):
         self.total = res.to_fixed(total)
         self.available = dict(self.total)
         self.gpus = GpuInstances(int(total.get("GPU", 0)))
+        self.bundles: dict = {}          # (pg_id, index) -> bundle_handlers.Bundle
         self.lease_queue: deque = deque()
         self.leases: dict = {}
         self.lease_ids = iter(range(1, 1 << 62))
@@ -281,10 +283,7 @@ class Raylet(LeaseHandlers, StoreHandlers):
         message = f"worker pid {pid} exited with code {code}"
         if lease is not None:
             self.leases.pop(lease.lease_id, None)
-            demand = dict(lease.demand)
-            if lease.cpu_released:
-                demand.pop("CPU", None)
-            res.add(self.available, demand)
+            self.give_back(lease)
             if info.actor_id is None:
                 self.send(lease.client, m.LeasedWorkerDied(lease.lease_id, info.worker_id, message))
         self.gcs.send(m.encode(m.WorkerDied(self.node_id, info.worker_id, info.actor_id, message)))
@@ -323,6 +322,9 @@ class Raylet(LeaseHandlers, StoreHandlers):
         m.ReleaseObject: StoreHandlers.on_release_object,
         m.FreeObjects: StoreHandlers.on_free_objects,
         m.GetNodeStats: on_node_stats,
+        m.PrepareBundles: BundleHandlers.on_prepare_bundles,
+        m.CommitBundles: BundleHandlers.on_commit_bundles,
+        m.ReturnBundles: BundleHandlers.on_return_bundles,
     }
 
     def _report_resources(self, now) -> None:

@@ -58,6 +58,12 @@ class MsgType(enum.IntEnum):
     NODE_STATS_REPLY = 30
     DISCONNECT_CLIENT = 31
     LEASE_INFEASIBLE = 32
+    # GCS <-> raylet: placement-group bundles (two-phase commit)
+    PREPARE_BUNDLES = 33
+    BUNDLES_PREPARED = 34
+    COMMIT_BUNDLES = 35
+    BUNDLES_COMMITTED = 36
+    RETURN_BUNDLES = 37
     # owner <-> worker (direct)
     PUSH_TASK = 40
     TASK_REPLY = 41
@@ -101,6 +107,11 @@ class GcsMethod(enum.IntEnum):
     UNREGISTER_NODE = 16
     WAIT_ACTOR_READY = 17
     GET_WORKER_DEATH = 18        # death message of a worker/driver, or None if not known dead
+    CREATE_PLACEMENT_GROUP = 19
+    REMOVE_PLACEMENT_GROUP = 20
+    GET_PLACEMENT_GROUP = 21     # by id, or by (name, namespace); None if unknown
+    WAIT_PLACEMENT_GROUP_READY = 22
+    GET_ALL_PLACEMENT_GROUPS = 23
 
 
 class TaskStatus(enum.IntEnum):
@@ -234,6 +245,40 @@ class KillWorker(NamedTuple):
     worker_id: bytes
     force: bool
     message: str
+
+
+class PrepareBundles(NamedTuple):
+    """GCS -> raylet, phase 1: reserve these bundles' resources (all or none)."""
+    pg_id: bytes
+    attempt: int
+    bundles: tuple            # ((index, {resource: amount}), ...)
+
+
+class BundlesPrepared(NamedTuple):
+    pg_id: bytes
+    attempt: int
+    ok: bool
+    message: str              # why not, when refused
+
+
+class CommitBundles(NamedTuple):
+    """GCS -> raylet, phase 2: turn the reservations into the group's resources."""
+    pg_id: bytes
+    attempt: int
+    indices: tuple
+
+
+class BundlesCommitted(NamedTuple):
+    pg_id: bytes
+    attempt: int
+    available: dict           # the node's resources with the bundles in (a report that
+    total: dict               # lands before anyone can see the group created)
+
+
+class ReturnBundles(NamedTuple):
+    """GCS -> raylet: cancel a prepare or release committed bundles (their workers end)."""
+    pg_id: bytes
+    indices: tuple
 
 
 class GetNodeStats(NamedTuple):
@@ -398,6 +443,11 @@ _CLASSES = {
     MsgType.NODE_STATS_REPLY: NodeStatsReply,
     MsgType.DISCONNECT_CLIENT: DisconnectClient,
     MsgType.LEASE_INFEASIBLE: LeaseInfeasible,
+    MsgType.PREPARE_BUNDLES: PrepareBundles,
+    MsgType.BUNDLES_PREPARED: BundlesPrepared,
+    MsgType.COMMIT_BUNDLES: CommitBundles,
+    MsgType.BUNDLES_COMMITTED: BundlesCommitted,
+    MsgType.RETURN_BUNDLES: ReturnBundles,
     MsgType.PUSH_TASK: PushTask,
     MsgType.TASK_REPLY: TaskReply,
     MsgType.CANCEL_TASK: CancelTask,

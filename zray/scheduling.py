@@ -28,11 +28,13 @@ class Placement(NamedTuple):
 
 
 def resolve(cw, options: dict, shape: dict, what: str, is_actor: bool = False) -> Placement:
-    from .util.placement_group import (PlacementGroup, check_placement_group_index,
-                                       current_group)
+    strategy = options.get("scheduling_strategy")
+    if strategy is None and "placement_group" not in options and not _captured(cw):
+        return Placement(shape)   # the common case: every task, kept cheap
+    # Imported here: zray.util imports the API modules that import this one.
+    from .util.placement_group import PlacementGroup, check_placement_group_index
     from .util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
                                              PlacementGroupSchedulingStrategy)
-    strategy = options.get("scheduling_strategy")
     group = options.get("placement_group", _DEFAULT)
     index = options.get("placement_group_bundle_index", -1)
     capture = options.get("placement_group_capture_child_tasks")
@@ -62,6 +64,19 @@ def resolve(cw, options: dict, shape: dict, what: str, is_actor: bool = False) -
     group_hex = group.id.hex()
     return Placement(br.demand_in_group(shape, index, group_hex),
                      (group.id.binary(), bool(capture)))
+
+
+def current_group(cw) -> Optional[tuple]:
+    """(pg id, capture child tasks) of the running task or actor, or None."""
+    if cw.actor_id is not None:
+        return getattr(cw, "actor_placement_group", None)
+    return cw.task_context().placement_group
+
+
+def _captured(cw) -> bool:
+    """Whether the running task or actor makes its children join its group."""
+    group = current_group(cw)
+    return group is not None and group[1]
 
 
 def _pg_id(pg_id: bytes):

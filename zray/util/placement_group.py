@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Union
 
 from .. import exceptions, ids, serialization
 from ..core import process_state
+from ..scheduling import current_group
 from ..sockets.messages import GcsMethod, ReturnKind
 
 VALID_PLACEMENT_GROUP_STRATEGIES = {"PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"}
@@ -141,14 +142,6 @@ def get_current_placement_group() -> Optional[PlacementGroup]:
         return None
     group = current_group(cw)
     return PlacementGroup(ids.PlacementGroupID(group[0])) if group else None
-
-
-def current_group(cw) -> Optional[tuple]:
-    """(pg id, capture child tasks) of the running task or actor, or None."""
-    if cw.actor_id is not None:
-        return getattr(cw, "actor_placement_group", None)
-    ctx = cw.task_context()
-    return getattr(ctx, "placement_group", None)
 
 
 def check_placement_group_index(placement_group: PlacementGroup, bundle_index: int) -> None:

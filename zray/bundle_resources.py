@@ -59,9 +59,3 @@ def demand_in_group(shape: dict, index: int, group_hex: str) -> dict:
 
 def is_group_resource(name: str, group_hex: str) -> bool:
     return "_group_" in name and name.endswith("_" + group_hex)
-
-
-def base_name(name: str) -> str:
-    """"CPU" for "CPU", "CPU_group_0_<hex>" and "CPU_group_<hex>"."""
-    cut = name.find("_group_")
-    return name if cut < 0 else name[:cut]

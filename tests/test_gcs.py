@@ -183,6 +183,45 @@ def test_tables_survive_a_restart(start_gcs, client_for, tmp_path):
     assert [n["node_id"] for n in client.call(M.GET_ALL_NODES)] == [b"N" * 16]
 
 
+def test_a_placement_group_is_reserved_by_two_phase_commit_and_kept_across_a_restart(
+        start_gcs, client_for, sockets, tmp_path):
+    """The test plays the raylet on a real ROUTER: it refuses the first prepare,
+    accepts the retry, acks the commit; the group survives a GCS restart."""
+    storage = tmp_path / "storage"
+    gcs = start_gcs(storage_dir=storage)
+    client = client_for(gcs)
+    raylet = sockets(transport.router())
+    endpoint = transport.bind_tcp(raylet, "127.0.0.1")
+    node_id = b"R" * 16
+    client.call(M.REGISTER_NODE, node_dict(node_id, raylet_endpoint=endpoint, cpus=4))
+    client.call(M.CREATE_PLACEMENT_GROUP, {"pg_id": b"G" * 16, "bundles": [{"CPU": 2}],
+                                           "strategy": "PACK", "job_id": b"\1\0\0\0",
+                                           "name": "kept", "namespace": "ns"})
+    is_prepare = lambda m: isinstance(m[1], msg.PrepareBundles)   # noqa: E731
+    gcs_identity, prepare = receive(raylet, accept=is_prepare)
+    assert prepare.pg_id == b"G" * 16 and prepare.bundles == ((0, {"CPU": 2.0}),)
+    raylet.send_multipart([gcs_identity, msg.encode(msg.BundlesPrepared(
+        prepare.pg_id, prepare.attempt, False, "busy"))])
+    _, returned = receive(raylet, accept=lambda m: isinstance(m[1], msg.ReturnBundles))
+    assert returned.indices == (0,)
+    _, retry = receive(raylet, accept=is_prepare)          # after the next reports
+    assert retry.attempt == prepare.attempt + 1
+    assert client.call(M.GET_PLACEMENT_GROUP, b"G" * 16)["state"] == "PENDING"
+    raylet.send_multipart([gcs_identity, msg.encode(msg.BundlesPrepared(
+        retry.pg_id, retry.attempt, True, ""))])
+    _, commit = receive(raylet, accept=lambda m: isinstance(m[1], msg.CommitBundles))
+    raylet.send_multipart([gcs_identity, msg.encode(msg.BundlesCommitted(
+        commit.pg_id, commit.attempt, {"CPU": 2.0, f"CPU_group_{'47' * 16}": 2.0},
+        {"CPU": 4.0, f"CPU_group_{'47' * 16}": 2.0}))])
+    assert client.call(M.WAIT_PLACEMENT_GROUP_READY, b"G" * 16, 5.0) is True
+    assert client.call(M.GET_CLUSTER_RESOURCES)[1]["CPU"] == 2.0   # the commit's report
+    gcs.proc.send_signal(signal.SIGTERM)
+    assert gcs.proc.wait(timeout=5) == 0
+    client = client_for(start_gcs(storage_dir=storage))
+    record = client.call(M.GET_PLACEMENT_GROUP, None, "kept", "ns")
+    assert record["state"] == "CREATED" and record["bundle_nodes"] == [node_id]
+
+
 # ---------------------------------------------------------------- nodes ---
 def test_register_node_is_listed_summed_and_published(start_gcs, client_for, sockets):
     gcs = start_gcs()

@@ -50,6 +50,7 @@ def _constructor_signature(cls):
 
 def _class_meta(cls) -> dict:
     methods = {}
+    groups = {}      # method name -> concurrency group declared with zray.method
     is_async = False
     for name, member in inspect.getmembers(cls):
         if not callable(member) or (name.startswith("__") and name != "__call__"):
@@ -59,7 +60,10 @@ def _class_meta(cls) -> dict:
         options = getattr(member, "__zray_method_options__", {})
         streams = inspect.isgeneratorfunction(member) or inspect.isasyncgenfunction(member)
         methods[name] = options.get("num_returns", "streaming" if streams else 1)
-    return {"class_name": cls.__name__, "methods": methods, "is_async": is_async}
+        if options.get("concurrency_group"):
+            groups[name] = options["concurrency_group"]
+    return {"class_name": cls.__name__, "methods": methods, "is_async": is_async,
+            "method_groups": groups}
 
 
 class ActorClass:
@@ -108,14 +112,17 @@ class ActorClass:
         shape = opts.actor_resource_shape(options)
         placement = scheduling.resolve(cw, options, shape, meta["class_name"], is_actor=True)
         env = runtime_env.merge(cw.runtime_env, runtime_env.normalize(options.get("runtime_env")))
+        groups = opts.concurrency_groups(options.get("concurrency_groups"), meta, meta["class_name"])
         creation_options = {"max_concurrency": options.get("max_concurrency"),
                             "is_async": meta["is_async"], "resources": shape,
-                            "placement_group": placement.group}
+                            "placement_group": placement.group, "concurrency_groups": groups}
         spec, creation_refs = cw.build_actor_creation_spec(actor_id, class_id, meta["class_name"], args, kwargs,
                                             creation_options)
         # Non-detached actors live while any handle does (ids.actor_handle_object_id).
         handle_object = None if detached else ids.actor_handle_object_id(spec.task_id)
-        handle_meta = dict(meta, max_task_retries=options.get("max_task_retries", 0) or 0)
+        handle_meta = dict(meta, max_task_retries=options.get("max_task_retries", 0) or 0,
+                           max_pending_calls=options.get("max_pending_calls", -1),
+                           concurrency_groups=groups)
         cw.gcs_call(GcsMethod.KV_PUT, ACTOR_META_NS, actor_id, _dumps(handle_meta), True)
         from .core.core_worker import GcsError
         from .gcs.errors import GcsErrorCode
@@ -258,21 +265,30 @@ class ActorMethod:
         opts.validate(options, opts.METHOD_OPTIONS, "actor methods")
         num_returns = options.get("num_returns", self._num_returns)
         max_task_retries = options.get("max_task_retries")
+        group = options.get("concurrency_group")
         parent = self
 
         class MethodWithOptions:
             def remote(self, *args, **kwargs):
-                return parent._remote(args, kwargs, num_returns, max_task_retries)
+                return parent._remote(args, kwargs, num_returns, max_task_retries, group)
 
         return MethodWithOptions()
 
-    def _remote(self, args, kwargs, num_returns, max_task_retries):
+    def _remote(self, args, kwargs, num_returns, max_task_retries, group=None):
         cw = process_state.require_worker()
-        if max_task_retries is None:
-            max_task_retries = self._handle._meta.get("max_task_retries", 0)
         handle = self._handle
+        meta = handle._meta
+        if max_task_retries is None:
+            max_task_retries = meta.get("max_task_retries", 0)
+        call_options = None
+        if group is not None or meta.get("method_groups"):
+            group = group or meta["method_groups"].get(self._name)
+            if group is not None:
+                call_options = {"concurrency_group": opts.check_concurrency_group(
+                    group, meta.get("concurrency_groups") or {}, meta["class_name"], self._name)}
         refs = cw.submit_actor_task(handle._actor_id, self._name, args, kwargs, num_returns,
-                                    max_task_retries, handle._handle_ref)
+                                    max_task_retries, handle._handle_ref,
+                                    meta.get("max_pending_calls", -1), call_options)
         if num_returns == 1:
             return refs[0]
         if num_returns == 0:

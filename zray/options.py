@@ -19,6 +19,9 @@ METHOD_OPTIONS = {"num_returns", "name", "max_task_retries", "retry_exceptions",
                   "concurrency_group", "enable_task_events", "_metadata"}
 
 
+ACCELERATOR_SLIVER = 0.001
+
+
 def validate(options: dict, allowed: set, what: str) -> dict:
     for key in options:
         if key not in allowed:
@@ -48,6 +51,17 @@ def validate(options: dict, allowed: set, what: str) -> dict:
     lifetime = options.get("lifetime")
     if lifetime not in (None, "detached", "non_detached"):
         raise ValueError(f"lifetime must be 'detached' or 'non_detached', got {lifetime!r}.")
+    max_pending = options.get("max_pending_calls")
+    if max_pending is not None and (not isinstance(max_pending, int) or isinstance(max_pending, bool)
+                                    or (max_pending < 1 and max_pending != -1)):
+        raise ValueError(f"max_pending_calls must be a positive integer or -1 (no limit), "
+                         f"got {max_pending!r}.")
+    if options.get("label_selector"):
+        raise ValueError("label_selector is not supported by zray: its nodes carry no labels "
+                         "(use resources= or a NodeAffinitySchedulingStrategy).")
+    accelerator = options.get("accelerator_type")
+    if accelerator is not None and not isinstance(accelerator, str):
+        raise ValueError(f"accelerator_type must be a string, got {accelerator!r}.")
     max_concurrency = options.get("max_concurrency")
     if max_concurrency is not None and (not isinstance(max_concurrency, int) or max_concurrency < 1):
         raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}.")
@@ -66,12 +80,37 @@ def resource_shape(options: dict, default_cpus: float) -> dict:
         shape["memory"] = memory
     for name, amount in (options.get("resources") or {}).items():
         shape[name] = amount
+    accelerator = options.get("accelerator_type")
+    if accelerator:   # Ray's: a sliver of the resource nodes with that accelerator have
+        shape[f"accelerator_type:{accelerator}"] = ACCELERATOR_SLIVER
     return shape
 
 
 def actor_resource_shape(options: dict) -> dict:
     """{} for a default actor (the raylet then needs 1 CPU to place it, 0 to run)."""
     if options.get("num_cpus") is None and not options.get("num_gpus") and not options.get("resources") \
-            and not options.get("memory"):
+            and not options.get("memory") and not options.get("accelerator_type"):
         return {}
     return resource_shape(options, 0)
+
+
+def concurrency_groups(groups, meta: dict, class_name: str) -> dict:
+    """An actor's ``concurrency_groups`` ({name: max concurrency}), checked; the
+    groups its methods declare with zray.method must be among them."""
+    groups = dict(groups or {})
+    for name, limit in groups.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"concurrency group names must be non-empty strings, got {name!r}.")
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ValueError(f"concurrency group {name!r} needs a positive integer max "
+                             f"concurrency, got {limit!r}.")
+    for method_name, group in meta.get("method_groups", {}).items():
+        check_concurrency_group(group, groups, class_name, method_name)
+    return groups
+
+
+def check_concurrency_group(group, groups: dict, class_name: str, method_name: str) -> str:
+    if group not in groups:
+        raise ValueError(f"{class_name}.{method_name} asks for concurrency group {group!r}, "
+                         f"which the actor does not define (its groups: {sorted(groups)}).")
+    return group

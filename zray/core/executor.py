@@ -84,6 +84,7 @@ class Executor(AsyncExecution, StreamingExecution):
         self.exiting = False
         self.exit_code = 0
         self._pool = None
+        self._group_pools: dict = {}         # concurrency group -> its thread pool
         self._async_loop = None
         self._async_sem = None
         self._async_tasks: dict = {}         # task_id -> asyncio.Task (event loop thread)
@@ -106,7 +107,11 @@ class Executor(AsyncExecution, StreamingExecution):
         spec = _tuple_new(TaskSpec, spec_tuple)
         if spec.kind == ACTOR_TASK:
             if self.mode == "threaded":
-                self._pool.submit(self.execute, identity, spec)
+                pool = self._pool
+                if spec.options and "concurrency_group" in spec.options:
+                    # (an unknown group - the caller checks - runs in the default pool)
+                    pool = self._group_pools.get(spec.options["concurrency_group"], pool)
+                pool.submit(self.execute, identity, spec)
                 return
             if self.mode == "async":
                 if threading.get_ident() == self._main_thread:
@@ -422,13 +427,18 @@ class Executor(AsyncExecution, StreamingExecution):
             _set_visible_gpus(self.cw.actor_gpu_ids)
         is_async = options.get("is_async", False)
         max_concurrency = options.get("max_concurrency") or (1000 if is_async else 1)
+        groups = options.get("concurrency_groups") or {}
         self.actor = cls(*args, **kwargs)
         if is_async:
-            self._start_event_loop(max_concurrency)
+            self._start_event_loop(max_concurrency, groups)
             self.mode = "async"
-        elif max_concurrency > 1:
+        elif max_concurrency > 1 or groups:
+            # Each concurrency group runs its calls on threads of its own (Ray's).
             self._pool = concurrent.futures.ThreadPoolExecutor(
                 max_workers=max_concurrency, thread_name_prefix="zray-actor")
+            self._group_pools = {name: concurrent.futures.ThreadPoolExecutor(
+                max_workers=limit, thread_name_prefix=f"zray-actor-{name}")
+                for name, limit in groups.items()}
             self.mode = "threaded"
         else:
             self.mode = "actor"

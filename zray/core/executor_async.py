@@ -109,10 +109,12 @@ class AsyncExecution:
             io._leading -= 1
             io.release()
 
-    def _start_event_loop(self, max_concurrency: int) -> None:
-        """The loop runs on the main thread once the creation task has replied."""
+    def _start_event_loop(self, max_concurrency: int, groups: dict) -> None:
+        """The loop runs on the main thread once the creation task has replied.
+        Each concurrency group limits its own calls (Ray's)."""
         self._async_loop = asyncio.new_event_loop()
         self._async_sem = asyncio.Semaphore(max_concurrency)
+        self._group_sems = {name: asyncio.Semaphore(limit) for name, limit in groups.items()}
 
     def _start_async(self, identity, spec) -> None:
         """On the actor's event loop thread, as is ``_async_tasks``."""
@@ -130,9 +132,12 @@ class AsyncExecution:
             task.cancel()
 
     async def _run_async(self, identity, spec) -> None:
+        semaphore = self._async_sem
+        if spec.options and "concurrency_group" in spec.options:
+            semaphore = self._group_sems.get(spec.options["concurrency_group"], semaphore)
         try:
             try:
-                await self._async_sem.acquire()
+                await semaphore.acquire()
             except asyncio.CancelledError:   # cancelled while waiting for a free slot
                 self._reply(identity, spec, self._error_returns(
                     spec, exceptions.TaskCancelledError(spec.task_id.hex())))
@@ -140,7 +145,7 @@ class AsyncExecution:
             try:
                 await self._run_async_call(identity, spec)
             finally:
-                self._async_sem.release()
+                semaphore.release()
         finally:
             tasks = self._async_tasks
             tasks.pop(spec.task_id, None)

@@ -7,7 +7,7 @@ plain arguments are put into the object store first (as Ray does).
 """
 from __future__ import annotations
 
-from .. import ids, serialization
+from .. import exceptions, ids, serialization
 from ..serialization import EMPTY_ARGS_BLOB, INLINE_THRESHOLD, SerializationError
 from .actor_submitter import ActorCall
 from .object_ref import ObjectRef
@@ -96,13 +96,22 @@ class Submission:
 
     # -------------------------------------------------------- actor tasks ---
     def submit_actor_task(self, actor_id: bytes, method_name: str, args, kwargs, num_returns: int,
-                          max_task_retries: int = 0, handle_ref=None):
+                          max_task_retries: int = 0, handle_ref=None, max_pending_calls: int = -1,
+                          options=None):
         args_blob, deps, contained = self.encode_args(args, kwargs, method_name)
         streaming = num_returns == STREAMING
         if streaming:
             num_returns = 1
+            options = dict(options or (), **_GENERATOR_OPTIONS)
         self.loop.acquire()
         try:
+            if max_pending_calls > 0:
+                st = self.actors.state_of(actor_id)
+                if len(st.queue) + len(st.in_flight) >= max_pending_calls:
+                    raise exceptions.PendingCallsLimitExceeded(
+                        f"The task {method_name} could not be submitted to Actor({actor_id.hex()}) "
+                        f"because more than {max_pending_calls} tasks are queued on the actor. "
+                        f"This limit can be adjusted with the `max_pending_calls` actor option.")
             nested = self._hold_nested(contained) if contained else ()
             ctx = self.task_context()
             ctx.children += 1
@@ -115,7 +124,7 @@ class Submission:
             st.seq += 1
             spec = TaskSpec(task_id, ctx.task_id[12:16], ACTOR_TASK, b"", method_name, args_blob,
                             None, num_returns, self.worker_id, self.endpoint, actor_id, method_name,
-                            st.seq, _GENERATOR_OPTIONS if streaming else None, ctx.task_id)
+                            st.seq, options, ctx.task_id)
             stream = self.generator_streams.open(task_id) if streaming else None
             self.actors.submit(ActorCall(spec, return_ids, self._dep_entries(deps), max_task_retries,
                                          nested, handle_ref))

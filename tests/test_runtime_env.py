@@ -1,5 +1,6 @@
-"""runtime_env env_vars: job-level, per task, per actor, inherited by nested
-tasks; workers are started with the variables (separate from default ones)."""
+"""runtime_env: env_vars (job-level, per task, per actor, inherited by nested
+tasks; workers are started with the variables, separate from default ones),
+working_dir and py_modules (session copies workers start in / import from)."""
 from __future__ import annotations
 
 import json
@@ -72,8 +73,81 @@ def test_unsupported_fields_and_bad_values_are_named(cluster):
         read.options(runtime_env={"env_vars": {"N": 1}}).remote("X")
     with pytest.raises(TypeError, match="must be a dict"):
         read.options(runtime_env=["env_vars"]).remote("X")
-    with pytest.raises(ValueError, match="working_dir"):
-        Reader.options(runtime_env={"working_dir": "."}).remote()
+    with pytest.raises(ValueError, match="'working_dir' '/no/such/dir' does not exist"):
+        Reader.options(runtime_env={"working_dir": "/no/such/dir"}).remote()
+    with pytest.raises(ValueError, match="remote URIs are not supported"):
+        read.options(runtime_env={"working_dir": "s3://bucket/x.zip"}).remote("X")
+    with pytest.raises(TypeError, match="'py_modules' must be a list"):
+        read.options(runtime_env={"py_modules": "mod"}).remote("X")
+
+
+@zray.remote
+def in_working_dir():
+    import wd_helper   # importable from the working_dir copy
+    with open("data.txt") as f:
+        data = f.read()
+    return os.getcwd(), wd_helper.VALUE, data, os.path.exists("skipped.log")
+
+
+@zray.remote
+def imports_modules():
+    import wd_pkg
+    import wd_single
+    return wd_pkg.NAME, wd_single.NAME
+
+
+def _project(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "wd_helper.py").write_text("VALUE = 42\n")
+    (project / "data.txt").write_text("hello")
+    (project / "skipped.log").write_text("left out")
+    return project
+
+
+def test_working_dir_is_a_session_copy_workers_start_in(cluster, tmp_path):
+    project = _project(tmp_path)
+    env = {"working_dir": str(project), "excludes": ["*.log"]}
+    cwd, value, data, has_log = zray.get(in_working_dir.options(runtime_env=env).remote(),
+                                          timeout=30)
+    assert (value, data, has_log) == (42, "hello", False)
+    session = zray.get_runtime_context()._worker.session_dir
+    assert cwd.startswith(os.path.join(session, "runtime_resources") + os.sep)
+    assert os.getcwd() != cwd                        # the driver stays where it was
+    # A copy, made at first use: later edits of the source do not reach it.
+    (project / "data.txt").write_text("changed")
+    assert zray.get(in_working_dir.options(runtime_env=env).remote(), timeout=30)[2] == "hello"
+
+
+def test_py_modules_are_importable_in_workers(cluster, tmp_path):
+    package = tmp_path / "wd_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("NAME = 'package'\n")
+    single = tmp_path / "wd_single.py"
+    single.write_text("NAME = 'module'\n")
+    env = {"py_modules": [str(package), str(single)]}
+    assert tuple(zray.get(imports_modules.options(runtime_env=env).remote(), timeout=30)) == (
+        "package", "module")
+
+
+def test_working_dir_from_a_zip_and_for_actors(cluster, tmp_path):
+    import zipfile
+    project = _project(tmp_path)
+    archive = tmp_path / "project.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for name in ("wd_helper.py", "data.txt"):
+            z.write(project / name, f"project/{name}")
+    cwd, value, data, _ = zray.get(in_working_dir.options(
+        runtime_env={"working_dir": str(archive)}).remote(), timeout=30)
+    assert (value, data) == (42, "hello") and os.path.basename(cwd) == "project"
+
+    @zray.remote(runtime_env={"working_dir": str(project)})
+    class InDir:
+        def read(self):
+            with open("data.txt") as f:
+                return f.read()
+
+    assert zray.get(InDir.remote().read.remote(), timeout=30) == "hello"
 
 
 def test_init_rejects_a_bad_runtime_env_before_starting_anything():

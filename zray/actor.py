@@ -111,7 +111,8 @@ class ActorClass:
         detached = options.get("lifetime") == "detached"
         shape = opts.actor_resource_shape(options)
         placement = scheduling.resolve(cw, options, shape, meta["class_name"], is_actor=True)
-        env = runtime_env.merge(cw.runtime_env, runtime_env.normalize(options.get("runtime_env")))
+        env = runtime_env.materialize(runtime_env.merge(
+            cw.runtime_env, runtime_env.normalize(options.get("runtime_env"))), cw.session_dir)
         groups = opts.concurrency_groups(options.get("concurrency_groups"), meta, meta["class_name"])
         creation_options = {"max_concurrency": options.get("max_concurrency"),
                             "is_async": meta["is_async"], "resources": shape,

@@ -81,7 +81,8 @@ def init(address: str | None = None, *, num_cpus=None, num_gpus=None, resources=
             session_dir, raylet_endpoint = launcher.find_cluster(address)
         try:
             _connect_driver(session_dir, raylet_endpoint, namespace)
-            process_state.worker.runtime_env = job_env   # inherited by every task and actor
+            # Inherited by every task and actor; files copied into the session once.
+            process_state.worker.runtime_env = runtime_env.materialize(job_env, session_dir)
             if log_to_driver:
                 global _log_monitor
                 from .core.log_monitor import LogMonitor

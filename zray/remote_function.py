@@ -57,6 +57,8 @@ class RemoteFunction:
         placement = scheduling.resolve(cw, options, shape, self._name)
         key = tuple(sorted(placement.demand.items()))
         env = runtime_env.merge(cw.runtime_env, options.get("_env", self._env))
+        if env:
+            env = runtime_env.materialize(env, cw.session_dir)
         max_retries = options.get("max_retries", 3)
         retry_exceptions = options.get("retry_exceptions", False)
         max_calls = options.get("max_calls")

@@ -42,10 +42,10 @@ def _child(session_dir: str, raylet_endpoint: str, worker_id_hex: str, parent: i
     _set_pdeathsig()
     if os.getppid() != parent:
         os._exit(1)
-    if env_hex:   # runtime_env env_vars: set before the worker imports anything more
+    if env_hex:   # runtime_env: applied before the worker imports anything more
         from zray import runtime_env
         data = bytes.fromhex(env_hex).decode()
-        os.environ.update(dict(runtime_env.check_pairs(json.loads(data))))
+        runtime_env.apply_in_worker(runtime_env.check_pairs(json.loads(data)))
         os.environ[runtime_env.WORKER_ENV_VAR] = data
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

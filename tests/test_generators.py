@@ -217,3 +217,80 @@ def test_wait_on_generators(cluster):
     assert ready == [gen]
     with pytest.raises(StopIteration):
         next(gen)
+
+
+# ----------------------------------------------------------- backpressure ---
+@zray.remote(num_cpus=0)
+class Produced:
+    """What a generator has produced so far (it reports before each yield)."""
+    def __init__(self):
+        self.items = []
+
+    def add(self, item):
+        self.items.append(item)
+
+    def count(self):
+        return len(self.items)
+
+
+@zray.remote(_generator_backpressure_num_objects=2)
+def reported(log, n):
+    for i in range(n):
+        zray.get(log.add.remote(i))
+        yield i
+
+
+def test_backpressure_pauses_the_generator_until_items_are_taken(cluster):
+    log = Produced.remote()
+    gen = reported.remote(log, 8)
+    wait_for(lambda: zray.get(log.count.remote()) == 2, 20, "two items")
+    time.sleep(0.5)
+    assert zray.get(log.count.remote()) == 2          # two untaken items: it waits
+    assert zray.get(next(gen)) == 0
+    wait_for(lambda: zray.get(log.count.remote()) == 3, 20, "one more after a next()")
+    assert [zray.get(ref) for ref in gen] == list(range(1, 8))
+
+
+def test_a_dropped_backpressured_generator_runs_to_its_end(cluster):
+    log = Produced.remote()
+    gen = reported.remote(log, 6)
+    assert zray.get(next(gen)) == 0
+    del gen
+    wait_for(lambda: zray.get(log.count.remote()) == 6, 20, "the generator to finish")
+
+
+def test_backpressure_on_actor_methods(cluster):
+    streamer = Streamer.remote()
+    gen = streamer.items.options(_generator_backpressure_num_objects=1).remote(5)
+    assert [zray.get(ref) for ref in gen] == [0, 10, 20, 30, 40]
+    async_streamer = AsyncStreamer.remote()
+    gen = async_streamer.items.options(_generator_backpressure_num_objects=2).remote(6)
+    assert [zray.get(ref) for ref in gen] == list(range(6))
+    with pytest.raises(ValueError, match="_generator_backpressure_num_objects"):
+        reported.options(_generator_backpressure_num_objects=0)
+
+
+@zray.remote(_generator_backpressure_num_objects=2)
+def reported_until_closed(log, n):
+    try:
+        for i in range(n):
+            zray.get(log.add.remote(i))
+            yield i
+    finally:
+        zray.get(log.add.remote("closed"))
+
+
+@zray.remote
+class Consumer:
+    def start(self, log):
+        self.gen = reported_until_closed.remote(log, 10)
+        return zray.get(next(self.gen))
+
+
+def test_a_backpressured_generator_ends_when_its_caller_dies(cluster):
+    log = Produced.remote()
+    consumer = Consumer.remote()
+    assert zray.get(consumer.start.remote(log), timeout=30) == 0
+    wait_for(lambda: zray.get(log.count.remote()) == 3, 20, "the generator to wait")
+    zray.kill(consumer)     # nobody will take the rest: the generator must not wait forever
+    wait_for(lambda: zray.get(log.count.remote()) == 4, 20, "the generator to be closed")

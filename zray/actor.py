@@ -267,15 +267,17 @@ class ActorMethod:
         num_returns = options.get("num_returns", self._num_returns)
         max_task_retries = options.get("max_task_retries")
         group = options.get("concurrency_group")
+        backpressure = opts.generator_backpressure(options)
         parent = self
 
         class MethodWithOptions:
             def remote(self, *args, **kwargs):
-                return parent._remote(args, kwargs, num_returns, max_task_retries, group)
+                return parent._remote(args, kwargs, num_returns, max_task_retries, group,
+                                      backpressure)
 
         return MethodWithOptions()
 
-    def _remote(self, args, kwargs, num_returns, max_task_retries, group=None):
+    def _remote(self, args, kwargs, num_returns, max_task_retries, group=None, backpressure=None):
         cw = process_state.require_worker()
         handle = self._handle
         meta = handle._meta
@@ -287,6 +289,8 @@ class ActorMethod:
             if group is not None:
                 call_options = {"concurrency_group": opts.check_concurrency_group(
                     group, meta.get("concurrency_groups") or {}, meta["class_name"], self._name)}
+        if backpressure is not None and num_returns == "streaming":
+            call_options = dict(call_options or (), generator_backpressure=backpressure)
         refs = cw.submit_actor_task(handle._actor_id, self._name, args, kwargs, num_returns,
                                     max_task_retries, handle._handle_ref,
                                     meta.get("max_pending_calls", -1), call_options)

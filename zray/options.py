@@ -7,6 +7,7 @@ TASK_OPTIONS = {
     "num_returns", "max_retries", "retry_exceptions", "name", "scheduling_strategy",
     "placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks",
     "runtime_env", "max_calls", "label_selector", "_metadata", "enable_task_events",
+    "_generator_backpressure_num_objects",
 }
 ACTOR_OPTIONS = {
     "num_cpus", "num_gpus", "resources", "memory", "object_store_memory", "accelerator_type",
@@ -16,7 +17,8 @@ ACTOR_OPTIONS = {
     "concurrency_groups", "label_selector", "_metadata", "enable_task_events",
 }
 METHOD_OPTIONS = {"num_returns", "name", "max_task_retries", "retry_exceptions",
-                  "concurrency_group", "enable_task_events", "_metadata"}
+                  "concurrency_group", "enable_task_events", "_metadata",
+                  "_generator_backpressure_num_objects"}
 
 
 ACCELERATOR_SLIVER = 0.001
@@ -51,6 +53,12 @@ def validate(options: dict, allowed: set, what: str) -> dict:
     lifetime = options.get("lifetime")
     if lifetime not in (None, "detached", "non_detached"):
         raise ValueError(f"lifetime must be 'detached' or 'non_detached', got {lifetime!r}.")
+    backpressure = options.get("_generator_backpressure_num_objects")
+    if backpressure is not None and (not isinstance(backpressure, int) or isinstance(backpressure, bool)
+                                     or backpressure == 0 or backpressure < -1):
+        raise ValueError("_generator_backpressure_num_objects must be a positive integer (how many "
+                         "yielded objects may wait unconsumed) or -1 (no limit), got "
+                         f"{backpressure!r}.")
     max_pending = options.get("max_pending_calls")
     if max_pending is not None and (not isinstance(max_pending, int) or isinstance(max_pending, bool)
                                     or (max_pending < 1 and max_pending != -1)):
@@ -114,3 +122,9 @@ def check_concurrency_group(group, groups: dict, class_name: str, method_name: s
         raise ValueError(f"{class_name}.{method_name} asks for concurrency group {group!r}, "
                          f"which the actor does not define (its groups: {sorted(groups)}).")
     return group
+
+
+def generator_backpressure(options: dict):
+    """The streaming generator's limit on unconsumed items, or None."""
+    limit = options.get("_generator_backpressure_num_objects")
+    return limit if limit and limit > 0 else None

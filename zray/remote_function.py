@@ -67,6 +67,9 @@ class RemoteFunction:
             task_options = dict(task_options or (), resources=shape)
         if placement.group is not None:   # for get_current_placement_group() and capture
             task_options["placement_group"] = placement.group
+        if num_returns == "streaming" and opts.generator_backpressure(options):
+            task_options = dict(task_options or (),
+                                generator_backpressure=opts.generator_backpressure(options))
         if placement.unschedulable:
             task_options = dict(task_options or (), unschedulable=placement.unschedulable)
         if env:   # tasks of another environment need other workers: part of the key

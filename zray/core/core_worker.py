@@ -326,6 +326,9 @@ class CoreWorker(ObjectApi, Submission, Ownership):
                 self.executor.on_push(identity, msg.spec)
             else:
                 self.executor.on_cancel(identity, msg)
+        elif kind is m.GeneratorConsumed:
+            if self.executor is not None:
+                self.executor.on_generator_consumed(msg)
         elif kind is m.GetObjectStatus:
             self._serve_object_status(identity, msg)
         elif kind is m.RemoveBorrower:

@@ -92,6 +92,8 @@ class Executor(AsyncExecution, StreamingExecution):
         self._spin_for_next_call = None      # async: set by the event loop
         self._calls: dict = {}               # function_id -> calls run (for max_calls)
         self._outbox: deque = deque()        # (identity, TaskReply) from pool threads
+        self._consumed: dict = {}            # generator task id -> items its caller took
+        self._consumed_events: dict = {}     # generator task id -> asyncio.Event (async actors)
         self._main_thread = threading.get_ident()
         # A cancel that arrives while the main-thread task waits inside zray (get /
         # wait, or any call whose loop handles the CancelTask) is flagged here and

@@ -9,6 +9,11 @@ later reports for it are discarded (their store copies freed).  The call's
 single return is the completion record: the item count, or the error that
 ended the generator, which ``next()`` returns as one last ref (``get`` on it
 raises), as Ray does.
+
+With ``_generator_backpressure_num_objects=N`` the worker stops after N
+items the caller has not taken yet; each ``next()`` that hands one out tells
+the worker (``GeneratorConsumed``), and a dropped generator releases it for
+good.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import asyncio
 from collections import deque
 
 from .. import exceptions, ids
+from ..sockets import messages as m
 from ..sockets.messages import ReturnKind
 from . import process_state
 from .object_ref import ObjectRef
@@ -24,11 +30,15 @@ IN_STORE = int(ReturnKind.IN_STORE)
 ERROR = int(ReturnKind.ERROR)
 
 
-class _Stream:
-    __slots__ = ("reported",)
+UNLIMITED = 1 << 62   # "consumed" count that lets a generator run to its end
 
-    def __init__(self):
+
+class _Stream:
+    __slots__ = ("reported", "backpressure")
+
+    def __init__(self, backpressure: bool):
         self.reported = 0             # items received so far (they arrive in order)
+        self.backpressure = backpressure   # the worker waits for GeneratorConsumed
 
 
 class GeneratorStreams:
@@ -39,9 +49,21 @@ class GeneratorStreams:
         self.streams: dict = {}       # task id -> _Stream
         self.dropped: deque = deque()  # (task id, items handed out), appended from __del__
 
-    def open(self, task_id: bytes) -> _Stream:
-        stream = self.streams[task_id] = _Stream()
+    def open(self, task_id: bytes, options) -> _Stream:
+        backpressure = bool(options and options.get("generator_backpressure"))
+        stream = self.streams[task_id] = _Stream(backpressure)
         return stream
+
+    def consumed(self, task_id: bytes, count: int) -> None:
+        """Tell the worker running ``task_id`` that ``count`` items are taken (lock held)."""
+        cw = self.cw
+        lease = cw.tasks.in_flight.get(task_id)
+        sock = lease.sock if lease is not None else None
+        if sock is None:
+            actor = cw.actors.in_flight.get(task_id)
+            sock = actor.sock if actor is not None else None
+        if sock is not None:   # else the call has ended (or not started: nothing waits)
+            cw.loop.send(sock, m.encode(m.GeneratorConsumed(task_id, count)))
 
     def on_item(self, msg) -> None:
         cw = self.cw
@@ -67,6 +89,8 @@ class GeneratorStreams:
             stream = self.streams.pop(task_id, None)
             if stream is None:
                 continue
+            if stream.backpressure:   # nobody will take more: let the generator finish
+                self.consumed(task_id, UNLIMITED)
             for index in range(handed_out, stream.reported):
                 ops.append((ids.object_id_for_return(task_id, 1 + index), address, -1))
 
@@ -102,6 +126,12 @@ class ObjectRefGenerator:
                 f"no item {index} from the generator task within {timeout}s")
         if stream.reported > index:
             self._index = index + 1
+            if stream.backpressure:
+                cw.loop.acquire()
+                try:
+                    cw.generator_streams.consumed(self._task_id, index + 1)
+                finally:
+                    cw.loop.release()
             return ObjectRef(ids.object_id_for_return(self._task_id, 1 + index), cw.address,
                              _count=False)
         self._done = True

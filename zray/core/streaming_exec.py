@@ -7,14 +7,24 @@ at once, as a ``GeneratorItem`` on the reply connection, ahead of the call's
 the reply's single return (index 0) is the completion record: the number of
 items, or the error that ended the generator.  The caller's side is
 ``zray/core/object_ref_generator.py``.
+
+Backpressure (``generator_backpressure`` N in the spec's options, Ray's
+``_generator_backpressure_num_objects``): after sending an item the
+generator waits while N sent items are not yet taken by the caller, whose
+``GeneratorConsumed`` messages raise the count.  A caller that dies while
+the generator waits ends it (checked with the GCS about once a second).
 """
 from __future__ import annotations
 
+import asyncio
 import threading
 
-from .. import serialization
+from .. import exceptions, serialization
 from ..sockets import messages as m
+from ..sockets.messages import GcsMethod
 from .core_worker import current_task
+
+OWNER_CHECK_S = 1.0
 
 
 def is_streaming(spec) -> bool:
@@ -32,26 +42,85 @@ class StreamingExecution:
         """Send each item a (sync) generator yields; the completion record."""
         if not hasattr(result, "__next__"):
             raise _not_a_generator(spec, result)
+        limit = spec.options.get("generator_backpressure")
         count = 0
-        for value in result:
-            self._send_item(spec, count, value)
-            count += 1
+        try:
+            for value in result:
+                self._send_item(spec, count, value)
+                count += 1
+                if limit:
+                    self._wait_consumed(spec, count - limit + 1)
+        finally:
+            self._consumed.pop(spec.task_id, None)
         return [self._completion(count)]
 
     async def _stream_async(self, spec, result) -> list:
         """The same for an async actor: async generators and plain ones."""
+        limit = spec.options.get("generator_backpressure")
         count = 0
-        if hasattr(result, "__anext__"):
-            async for value in result:
-                self._send_item(spec, count, value)
-                count += 1
-        elif hasattr(result, "__next__"):
-            for value in result:
-                self._send_item(spec, count, value)
-                count += 1
-        else:
-            raise _not_a_generator(spec, result)
+        try:
+            if hasattr(result, "__anext__"):
+                async for value in result:
+                    self._send_item(spec, count, value)
+                    count += 1
+                    if limit:
+                        await self._wait_consumed_async(spec, count - limit + 1)
+            elif hasattr(result, "__next__"):
+                for value in result:
+                    self._send_item(spec, count, value)
+                    count += 1
+                    if limit:
+                        await self._wait_consumed_async(spec, count - limit + 1)
+            else:
+                raise _not_a_generator(spec, result)
+        finally:
+            self._consumed.pop(spec.task_id, None)
+            self._consumed_events.pop(spec.task_id, None)
         return [self._completion(count)]
+
+    # ------------------------------------------------------- backpressure ---
+    def on_generator_consumed(self, msg) -> None:
+        """The caller took ``msg.count`` items of a generator (lock held, any thread)."""
+        consumed = self._consumed
+        if msg.count > consumed.get(msg.task_id, 0):
+            consumed[msg.task_id] = msg.count
+            event = self._consumed_events.get(msg.task_id)
+            if event is not None:
+                self._async_loop.call_soon_threadsafe(event.set)
+
+    def _wait_consumed(self, spec, needed: int) -> None:
+        """Until the caller has taken ``needed`` items (a sync generator's thread)."""
+        consumed = self._consumed
+        task_id = spec.task_id
+        while consumed.get(task_id, 0) < needed:
+            if not self.cw.loop.wait_until(lambda: consumed.get(task_id, 0) >= needed,
+                                           OWNER_CHECK_S):
+                self._check_caller_alive(spec)
+
+    async def _wait_consumed_async(self, spec, needed: int) -> None:
+        consumed = self._consumed
+        task_id = spec.task_id
+        while consumed.get(task_id, 0) < needed:
+            event = self._consumed_events.setdefault(task_id, asyncio.Event())
+            event.clear()
+            if consumed.get(task_id, 0) >= needed:
+                break
+            try:
+                await asyncio.wait_for(event.wait(), OWNER_CHECK_S)
+            except asyncio.TimeoutError:
+                await asyncio.get_running_loop().run_in_executor(
+                    None, self._check_caller_alive, spec)
+
+    def _check_caller_alive(self, spec) -> None:
+        """Raise if the caller the generator waits for has died (nobody will consume)."""
+        try:
+            death = self.cw.gcs_call(GcsMethod.GET_WORKER_DEATH, spec.owner_id)
+        except Exception:
+            return   # the GCS is unreachable now: keep waiting
+        if death is not None:
+            raise exceptions.OwnerDiedError(
+                f"the caller of generator '{spec.function_name}' died while it waited for the "
+                f"caller to take its items: {death}")
 
     @staticmethod
     def _completion(count: int) -> tuple:

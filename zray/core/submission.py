@@ -85,7 +85,7 @@ class Submission:
             spec = TaskSpec(task_id, ctx.task_id[12:16], NORMAL_TASK, function_id, function_name,
                             args_blob, None, num_returns, self.worker_id, self.endpoint, None, None,
                             0, task_options, ctx.task_id)
-            stream = self.generator_streams.open(task_id) if streaming else None
+            stream = self.generator_streams.open(task_id, task_options) if streaming else None
             self.tasks.submit(PendingTask(spec, return_ids, self._dep_entries(deps), max_retries,
                                           retry_exceptions, resources_key, nested))
         finally:
@@ -125,7 +125,7 @@ class Submission:
             spec = TaskSpec(task_id, ctx.task_id[12:16], ACTOR_TASK, b"", method_name, args_blob,
                             None, num_returns, self.worker_id, self.endpoint, actor_id, method_name,
                             st.seq, options, ctx.task_id)
-            stream = self.generator_streams.open(task_id) if streaming else None
+            stream = self.generator_streams.open(task_id, options) if streaming else None
             self.actors.submit(ActorCall(spec, return_ids, self._dep_entries(deps), max_task_retries,
                                          nested, handle_ref))
         finally:

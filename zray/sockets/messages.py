@@ -76,6 +76,7 @@ class MsgType(enum.IntEnum):
     GET_REFERENCE_SUMMARY = 48
     REFERENCE_SUMMARY_REPLY = 49
     GENERATOR_ITEM = 50
+    GENERATOR_CONSUMED = 51
     # anyone <-> GCS
     GCS_REQUEST = 60
     GCS_REPLY = 61
@@ -316,6 +317,13 @@ class TaskReply(NamedTuple):
     contained: tuple = ()
 
 
+class GeneratorConsumed(NamedTuple):
+    """Caller -> worker, for a generator run with backpressure: the caller has
+    taken ``count`` items, so the generator may run ahead of that again."""
+    task_id: bytes
+    count: int
+
+
 class GeneratorItem(NamedTuple):
     """Worker -> caller, before the call's TaskReply: one value a streaming
     generator task yielded (item ``index``: object id return index 1 + index)."""
@@ -455,6 +463,7 @@ _CLASSES = {
     MsgType.OBJECT_STATUS_REPLY: ObjectStatusReply,
     MsgType.REMOVE_BORROWER: RemoveBorrower,
     MsgType.GENERATOR_ITEM: GeneratorItem,
+    MsgType.GENERATOR_CONSUMED: GeneratorConsumed,
     MsgType.ADD_BORROWER: AddBorrower,
     MsgType.BORROWER_ADDED: BorrowerAdded,
     MsgType.GET_REFERENCE_SUMMARY: GetReferenceSummary,

@@ -47,6 +47,31 @@ def test_assigned_resources_of_tasks_actors_and_the_driver(cluster):
     assert zray.get_runtime_context().get_assigned_resources() == {}
 
 
+@zray.remote(max_concurrency=2)
+class ThreadedProbe:
+    def pid(self):
+        return os.getpid()
+
+    def leave(self):
+        zray.actor.exit_actor()
+
+
+def test_calls_just_before_an_exit_still_get_their_replies(cluster):
+    # The exit must not drop replies still queued in the worker's sockets.
+    for _ in range(10):
+        probe = Probe.remote()
+        calls = [probe.pid.remote() for _ in range(5)]
+        probe.__ray_terminate__.remote()
+        assert len(set(zray.get(calls, timeout=30))) == 1
+    for _ in range(5):
+        threaded = ThreadedProbe.remote()
+        first = threaded.pid.remote()
+        assert zray.get(first, timeout=30) > 0
+        calls = [threaded.pid.remote() for _ in range(3)]
+        zray.get(calls, timeout=30)
+        threaded.leave.remote()
+
+
 def test_gpu_ids_are_empty_without_gpus(cluster):
     assert zray.get_gpu_ids() == []
     assert zray.get(gpu_ids.remote()) == []

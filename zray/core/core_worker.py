@@ -409,7 +409,10 @@ class CoreWorker(ObjectApi, Submission, Ownership):
             self.loop.send(raylet, m.encode(m.FreeObjects(freed)))
 
     # ------------------------------------------------------------ shutdown ---
-    def shutdown(self) -> None:
+    def shutdown(self, linger_ms: int = 0) -> None:
+        """Disconnect and close every socket.  ``linger_ms`` > 0 (a worker that
+        exits on purpose) first lets queued frames - the replies of its last
+        calls, ref-count updates - reach their peers, for at most that long."""
         if self.closed:
             return
         self.closed = True
@@ -428,13 +431,15 @@ class CoreWorker(ObjectApi, Submission, Ownership):
         try:
             for sock in list(self.loop._handlers):
                 self.loop.remove_socket(sock)
-                sock.close(0)
+                sock.close(linger_ms)
             self._peers.clear()
         finally:
             self.loop.lock.release()
         if self._future_executor is not None:
             self._future_executor.shutdown(wait=False)
         self.loop.close()
+        if linger_ms:   # returns once those frames are out (or linger_ms passed)
+            transport.context().destroy(linger=0)
 
 
 class GcsError(RuntimeError):

@@ -36,6 +36,8 @@ EMPTY_ARGS_BLOB = serialization.EMPTY_ARGS_BLOB
 _RETURN_VALUE_OF: dict = {}   # function name -> how serialization errors name its result
 _tuple_new = tuple.__new__
 _OK, _REQUEUE = int(TaskStatus.OK), int(TaskStatus.REQUEUE)
+# A worker that exits on purpose waits this long at most for its last frames to leave.
+EXIT_FLUSH_MS = 2000
 
 
 def _return_value_of(function_name: str) -> str:
@@ -280,11 +282,9 @@ class Executor(AsyncExecution, StreamingExecution):
             self._async_loop.stop()
             return
         if threading.get_ident() != self._main_thread:
-            self.cw.loop.acquire()
-            try:
-                self.cw.flush_ref_ops()
-            finally:
-                self.cw.loop.release()
+            # A pool thread: the replies other threads queued go first.
+            self._flush_outbox()
+            self.cw.shutdown(linger_ms=EXIT_FLUSH_MS)
             os._exit(code)
 
     def _reply(self, identity, spec, returns, borrowed=(), returned_refs=()) -> None:

@@ -8,7 +8,7 @@ import sys
 
 from . import process_state
 from .core_worker import CoreWorker
-from .executor import Executor
+from .executor import EXIT_FLUSH_MS, Executor
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,6 @@ def run(session_dir: str, raylet_endpoint: str, worker_id: bytes) -> int:
     cw.connect()
     code = cw.executor.run_forever()
     try:
-        cw.shutdown()
+        cw.shutdown(linger_ms=EXIT_FLUSH_MS)
     finally:
         os._exit(code)

@@ -3,6 +3,7 @@ resources, GPU ids, the built-in actor methods, and ``ray.util`` lookups."""
 from __future__ import annotations
 
 import os
+import time
 import subprocess
 import sys
 
@@ -112,3 +113,87 @@ def test_list_named_actors_and_node_ip(cluster):
     assert zray.util.get_node_ip_address() == zray.nodes()[0]["NodeManagerAddress"]
     zray.kill(here)
     zray.kill(there)
+
+
+@zray.remote
+class NamedProbe:
+    def context(self):
+        ctx = zray.get_runtime_context()
+        return ctx.get_actor_name(), ctx.get_task_name(), ctx.runtime_env
+
+
+@zray.remote
+def task_context():
+    ctx = zray.get_runtime_context()
+    return ctx.get_task_name(), ctx.get_placement_group_id(), ctx.is_canceled()
+
+
+def test_runtime_context_names_and_session_details(cluster):
+    ctx = zray.get_runtime_context()
+    assert ctx.get_actor_name() is None and ctx.get_task_name() is None   # the driver
+    assert ctx.get_placement_group_id() is None and ctx.current_placement_group_id.is_nil()
+    assert not ctx.should_capture_child_tasks_in_placement_group
+    host, port = ctx.gcs_address.rsplit(":", 1)
+    assert host and int(port) > 0
+    assert ctx.get_session_name().startswith("session_")
+    assert os.path.isdir(os.path.join(ctx.get_temp_dir(), ctx.get_session_name()))
+    assert ctx.get_node_labels() == {"ray.io/node-id": ctx.get_node_id()}
+    assert ctx.get_accelerator_ids() == {"GPU": []}
+    actor = NamedProbe.options(name="probe-name").remote()
+    name, task_name, env = zray.get(actor.context.remote(), timeout=30)
+    assert (name, task_name, env) == ("probe-name", "NamedProbe.context", {})
+    assert zray.get(NamedProbe.remote().context.remote(), timeout=30)[0] is None
+    assert zray.get(task_context.remote(), timeout=30) == ("task_context", None, False)
+    assert ctx.runtime_env == {} and ctx.get_runtime_env_string() == "{}"
+
+
+@zray.remote
+def slow_square(x):
+    time.sleep(0.05 * (3 - x % 3))
+    return x * x
+
+
+def test_as_completed_and_map_unordered(cluster):
+    refs = [slow_square.remote(i) for i in range(6)]
+    assert sorted(zray.util.as_completed(refs, chunk_size=2)) == [i * i for i in range(6)]
+    got = list(zray.util.as_completed(refs, yield_obj_refs=True))
+    assert all(isinstance(r, zray.ObjectRef) for r in got) and len(got) == 6
+    assert sorted(zray.util.map_unordered(slow_square, range(8), backpressure_size=3,
+                                          chunk_size=1)) == [i * i for i in range(8)]
+    with pytest.raises(ValueError, match="chunk_size"):
+        list(zray.util.as_completed(refs, chunk_size=0))
+    with pytest.raises(ValueError, match="backpressure_size"):
+        list(zray.util.map_unordered(slow_square, [1], backpressure_size=0))
+
+
+class Unpicklable:
+    def __init__(self, value):
+        self.value = value
+
+    def __reduce__(self):
+        raise TypeError("not picklable as is")
+
+
+@zray.remote
+def value_of(obj):
+    return obj.value
+
+
+def test_custom_serializers(cluster):
+    with pytest.raises(TypeError):
+        zray.put(Unpicklable(1))
+    zray.util.register_serializer(Unpicklable, serializer=lambda o: o.value,
+                                  deserializer=lambda v: Unpicklable(v + 100))
+    try:
+        assert zray.get(value_of.remote(Unpicklable(1)), timeout=30) == 101
+        assert zray.get(zray.put(Unpicklable(2))).value == 102
+    finally:
+        zray.util.deregister_serializer(Unpicklable)
+    with pytest.raises(TypeError):
+        zray.put(Unpicklable(3))
+
+
+def test_ray_id_classes_and_cloudpickle_are_exported():
+    assert zray.NodeID.from_hex("ab" * 16).hex() == "ab" * 16
+    assert zray.PlacementGroupID.nil().is_nil()
+    assert zray.cloudpickle.loads(zray.cloudpickle.dumps(lambda: 3))() == 3

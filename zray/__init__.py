@@ -4,14 +4,18 @@ from .actor import ActorClass, ActorHandle, method
 from .api import (available_resources, cancel, cluster_resources, get, get_actor,
                   get_gpu_ids, get_runtime_context, init, is_initialized, kill, nodes, put, remote, shutdown,
                   wait)
+import cloudpickle   # ray.cloudpickle
 from .core.object_ref import ObjectRef
+from .ids import ActorID, JobID, NodeID, ObjectID, PlacementGroupID, TaskID, WorkerID
 from .core.object_ref_generator import ObjectRefGenerator
 from .remote_function import RemoteFunction
 from . import util   # Ray programs use ray.util.* after a plain `import ray`
 
 __version__ = "0.1.0"
 
-__all__ = ["ActorClass", "ActorHandle", "ObjectRef", "ObjectRefGenerator", "RemoteFunction", "available_resources",
+__all__ = ["ActorClass", "ActorHandle", "ActorID", "JobID", "NodeID", "ObjectID", "ObjectRef",
+           "ObjectRefGenerator", "PlacementGroupID", "RemoteFunction", "TaskID", "WorkerID",
+           "available_resources", "cloudpickle",
            "cancel", "cluster_resources", "exceptions", "get", "get_actor", "get_gpu_ids", "get_runtime_context",
            "init", "is_initialized", "kill", "method", "nodes", "put", "remote", "shutdown",
            "util", "wait", "__version__"]

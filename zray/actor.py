@@ -116,7 +116,8 @@ class ActorClass:
         groups = opts.concurrency_groups(options.get("concurrency_groups"), meta, meta["class_name"])
         creation_options = {"max_concurrency": options.get("max_concurrency"),
                             "is_async": meta["is_async"], "resources": shape,
-                            "placement_group": placement.group, "concurrency_groups": groups}
+                            "placement_group": placement.group, "concurrency_groups": groups,
+                            "name": name}
         spec, creation_refs = cw.build_actor_creation_spec(actor_id, class_id, meta["class_name"], args, kwargs,
                                             creation_options)
         # Non-detached actors live while any handle does (ids.actor_handle_object_id).

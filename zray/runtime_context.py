@@ -75,6 +75,75 @@ class RuntimeContext:
                 shape = {"CPU": 1}
         return {name: float(amount) for name, amount in shape.items() if amount}
 
+    def get_accelerator_ids(self) -> dict:
+        """Accelerator ids the current task or actor may use, as strings (Ray's)."""
+        from .api import get_gpu_ids
+        return {"GPU": [str(i) for i in get_gpu_ids()]}
+
+    def get_actor_name(self):
+        """The current actor's name, or None (unnamed, or not in an actor)."""
+        return getattr(self._worker, "actor_name", None) if self._worker.actor_id else None
+
+    def get_task_name(self):
+        """The running task's name (``Class.method`` for actor calls), None on the driver."""
+        if self._worker.is_driver:
+            return None
+        name = self._ctx().function_name
+        class_name = getattr(self._worker, "actor_class_name", None)
+        return f"{class_name}.{name}" if self._worker.actor_id and class_name else name
+
+    def get_task_function_name(self):
+        return self.get_task_name()
+
+    def get_placement_group_id(self):
+        """Hex id of the placement group the current task or actor runs in, or None."""
+        from .scheduling import current_group
+        group = None if self._worker.is_driver else current_group(self._worker)
+        return group[0].hex() if group else None
+
+    @property
+    def current_placement_group_id(self):
+        hex_id = self.get_placement_group_id()
+        return ids.PlacementGroupID.from_hex(hex_id) if hex_id else ids.PlacementGroupID.nil()
+
+    @property
+    def should_capture_child_tasks_in_placement_group(self) -> bool:
+        from .scheduling import current_group
+        group = None if self._worker.is_driver else current_group(self._worker)
+        return bool(group and group[1])
+
+    @property
+    def gcs_address(self) -> str:
+        return self._worker.gcs_address.split("://", 1)[-1]
+
+    @property
+    def runtime_env(self) -> dict:
+        """The runtime_env in effect, in Ray's shape."""
+        from . import runtime_env
+        return runtime_env.as_dict(self._worker.runtime_env)
+
+    def get_runtime_env_string(self) -> str:
+        import json
+        return json.dumps(self.runtime_env)
+
+    def get_temp_dir(self) -> str:
+        import os
+        return os.path.dirname(self._worker.session_dir)
+
+    def get_session_name(self) -> str:
+        import os
+        return os.path.basename(self._worker.session_dir)
+
+    def get_node_labels(self) -> dict:
+        return {"ray.io/node-id": self.get_node_id()}
+
+    def is_canceled(self) -> bool:
+        """Whether the running task was asked to cancel and has not stopped yet."""
+        executor = getattr(self._worker, "executor", None)
+        if executor is None or self._worker.is_driver:
+            return False
+        return executor.cancel_requested == self._ctx().task_id
+
     def get(self) -> dict:
         return {"job_id": self.job_id, "node_id": self.node_id, "namespace": self.namespace,
                 "task_id": self.task_id, "actor_id": self.actor_id}

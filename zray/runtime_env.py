@@ -224,3 +224,17 @@ def of_this_worker() -> tuple:
         return check_pairs(json.loads(data))
     except (ValueError, TypeError):
         return ()
+
+
+def as_dict(env: tuple) -> dict:
+    """``env`` pairs in the shape of a user's runtime_env (get_runtime_context())."""
+    pairs = dict(env or ())
+    out: dict = {}
+    env_vars = {k: v for k, v in pairs.items() if not k.startswith("\0")}
+    if env_vars:
+        out["env_vars"] = env_vars
+    if WORKING_DIR in pairs:
+        out["working_dir"] = pairs[WORKING_DIR]
+    if PY_MODULES in pairs:
+        out["py_modules"] = json.loads(pairs[PY_MODULES])
+    return out

@@ -144,6 +144,9 @@ def test_runtime_context_names_and_session_details(cluster):
     assert (name, task_name, env) == ("probe-name", "NamedProbe.context", {})
     assert zray.get(NamedProbe.remote().context.remote(), timeout=30)[0] is None
     assert zray.get(task_context.remote(), timeout=30) == ("task_context", None, False)
+    assert zray.get(task_context.options(name="renamed").remote(), timeout=30)[0] == "renamed"
+    with pytest.raises(ValueError, match="'object_store_memory' is not implemented for tasks"):
+        task_context.options(object_store_memory=1 << 20)
     assert ctx.runtime_env == {} and ctx.get_runtime_env_string() == "{}"
 
 

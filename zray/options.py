@@ -29,6 +29,8 @@ def validate(options: dict, allowed: set, what: str) -> dict:
         if key not in allowed:
             raise ValueError(f"Invalid option keyword {key} for {what}. "
                              f"Valid ones are {sorted(allowed)}.")
+    if allowed is TASK_OPTIONS and options.get("object_store_memory") is not None:
+        raise ValueError("Setting 'object_store_memory' is not implemented for tasks")   # Ray's
     for key in ("num_cpus", "num_gpus", "memory"):
         value = options.get(key)
         if value is not None and (not isinstance(value, (int, float)) or value < 0):

@@ -74,7 +74,9 @@ class RemoteFunction:
             task_options = dict(task_options or (), unschedulable=placement.unschedulable)
         if env:   # tasks of another environment need other workers: part of the key
             key += ((runtime_env.ENV_KEY, env),)
-        refs = cw.submit_task(function_id, self._name, args, kwargs, num_returns, key,
+        # A task's name (options name=) is what errors and get_task_name() show, as in Ray.
+        refs = cw.submit_task(function_id, options.get("name") or self._name, args, kwargs,
+                              num_returns, key,
                               max_retries, retry_exceptions, task_options)
         if num_returns == 1:
             return refs[0]

@@ -42,6 +42,7 @@ def init_kwargs() -> dict:
     return {
         "num_cpus": max(2, os.cpu_count() or 2),
         "object_store_memory": 2 * 1024**3,
+        "resources": {"custom": 100},   # for Ray's placement-group workload's bundles
         "include_dashboard": False,
         "logging_level": logging.WARNING,
     }

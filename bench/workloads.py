@@ -287,6 +287,20 @@ def async_actor_calls_async(rt, timeit):
         _release(rt, actor)
 
 
+def placement_group_create_removal(rt, timeit):
+    """Ray's: 100 groups of one {"custom": 0.001} bundle, each waited for, then removed."""
+    util = rt.util
+
+    def create_and_remove():
+        groups = [util.placement_group(bundles=[{"custom": 0.001}]) for _ in range(100)]
+        for group in groups:
+            group.wait(timeout_seconds=30)
+        for group in groups:
+            util.remove_placement_group(group)
+
+    return timeit(create_and_remove, 100)
+
+
 # -------------------------------------------------------------- registry
 
 WORKLOADS: List[Workload] = [
@@ -314,6 +328,7 @@ WORKLOADS: List[Workload] = [
     Workload("n:n actor calls async", n_to_n_actor_calls_async, optional=True),
     Workload("1:1 async-actor calls sync", async_actor_calls_sync),
     Workload("1:1 async-actor calls async", async_actor_calls_async),
+    Workload("placement group create/removal", placement_group_create_removal),
 ]
 
 

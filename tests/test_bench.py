@@ -27,3 +27,14 @@ def test_bench_compare_with_missing_module_still_reports_zray(tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     assert "single client get calls" in run.stdout
     assert "no_such_runtime_xyz" in run.stdout + run.stderr
+
+
+def test_bench_placement_group_row_runs(tmp_path):
+    out = tmp_path / "bench.json"
+    run = subprocess.run([sys.executable, "-m", "zray.cli", "bench", "--quick", "--only",
+                          "placement group create/removal", "--json", str(out)],
+                         capture_output=True, text=True, timeout=170)
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = [row for row in json.loads(out.read_text())["modules"]["zray"]["rows"]
+            if row["workload"] == "placement group create/removal"]
+    assert rows and rows[0]["error"] is None and rows[0]["mean"] > 0, rows

@@ -111,7 +111,7 @@ class BundleHandlers:
             res.add(self.available, bundle.reserved)
             self.gpus.release(bundle.gpus)
         self.total_float = res.to_float(self.total)
-        log.info("returned %d bundle(s) of placement group %s", len(returned), group_hex)
+        log.debug("returned %d bundle(s) of placement group %s", len(returned), group_hex)
         self._schedule()
 
     def assign_gpus(self, demand: dict):

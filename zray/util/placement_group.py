@@ -9,6 +9,7 @@ group's bundle resources.
 """
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Dict, List, Optional, Union
 
@@ -241,14 +242,21 @@ def _ready_ref(cw, pg: PlacementGroup):
     return ObjectRef(object_id, cw.address, _count=False)
 
 
+_feasible_bundles: set = set()   # (core worker, bundle shape) known to fit some node
+
+
 def _warn_if_infeasible(cw, bundles, strategy: str) -> None:
-    """Ray warns when no node could ever hold a bundle; the group stays pending."""
-    from ..sockets.messages import GcsMethod as M
-    nodes = [n for n in cw.gcs_call(M.GET_ALL_NODES) if n.get("alive")]
+    """Ray warns when no node could ever hold a bundle; the group stays pending.
+    A shape found to fit is not asked about again (a GCS call per group otherwise)."""
+    keys = [(id(cw), tuple(sorted(bundle.items()))) for bundle in bundles]
+    if all(key in _feasible_bundles for key in keys):
+        return
+    nodes = [n for n in cw.gcs_call(GcsMethod.GET_ALL_NODES) if n.get("alive")]
     totals = [n["resources_total"] for n in nodes]
-    for bundle in bundles:
-        if not any(all(total.get(k, 0) >= v for k, v in bundle.items() if v) for total in totals):
-            import sys
+    for key, bundle in zip(keys, bundles):
+        if any(all(total.get(k, 0) >= v for k, v in bundle.items() if v) for total in totals):
+            _feasible_bundles.add(key)
+        else:
             print(f"zray warning: placement group bundle {bundle} ({strategy}) does not fit "
                   f"on any node of this cluster; the group stays pending until a node that fits "
                   f"joins.", file=sys.stderr)

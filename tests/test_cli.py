@@ -122,6 +122,18 @@ def test_dead_sessions_are_pruned_keeping_the_newest(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["session_03", "session_04", "session_99"]
 
 
+def test_status_shows_placement_groups_and_what_they_reserve(started_cluster):
+    _run_driver("from zray.util.placement_group import placement_group\n"
+                "pg = placement_group([{'CPU': 1}], name='kept', lifetime='detached')\n"
+                "assert pg.wait(20)\n")
+    status = _zray("status")
+    assert status.returncode == 0, status.stderr
+    assert "CPU: 1 / 2 (1 reserved in placement groups)" in status.stdout, status.stdout
+    assert "_group_" not in status.stdout
+    assert "Placement groups: 1" in status.stdout
+    assert "CREATED PACK name=kept bundles=[{'CPU': 1.0}]" in status.stdout
+
+
 def test_memory_cli_lists_a_drivers_objects(started_cluster):
     out = _run_driver(
         "import subprocess, sys\n"

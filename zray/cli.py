@@ -73,8 +73,9 @@ def stop():
 @main.command()
 @click.option("--address", default="auto")
 def status(address):
-    """Show the nodes and resources of the running cluster."""
+    """Show the nodes, resources and placement groups of the running cluster."""
     import zray
+    from .util.placement_group import placement_group_table
     try:
         zray.init(address=address)
     except (ConnectionError, FileNotFoundError, TimeoutError) as exc:
@@ -83,17 +84,31 @@ def status(address):
         nodes = zray.nodes()
         total = zray.cluster_resources()
         available = zray.available_resources()
+        groups = [g for g in placement_group_table().values() if g["state"] != "REMOVED"]
     finally:
         zray.shutdown()
     click.echo(f"{len([n for n in nodes if n['Alive']])} node(s) alive")
     for node in nodes:
         click.echo(f"  {node['NodeID'][:12]} {node['NodeManagerAddress']} "
                    f"{'ALIVE' if node['Alive'] else 'DEAD'}")
+    reserved: dict = {}   # what CREATED groups hold, by plain resource name (as `ray status`)
+    for group in groups:
+        if group["state"] == "CREATED":
+            for bundle in group["bundles"].values():
+                for name, amount in bundle.items():
+                    reserved[name] = reserved.get(name, 0) + amount
     click.echo("Resources (available / total):")
     for name in sorted(total):
-        if name.startswith("node:"):
+        if name.startswith("node:") or "_group_" in name:   # a group's own names: below
             continue
-        click.echo(f"  {name}: {available.get(name, 0):g} / {total[name]:g}")
+        held = f" ({reserved[name]:g} reserved in placement groups)" if reserved.get(name) else ""
+        click.echo(f"  {name}: {available.get(name, 0):g} / {total[name]:g}{held}")
+    click.echo(f"Placement groups: {len(groups)}")
+    for group in groups:
+        bundles = [group["bundles"][i] for i in sorted(group["bundles"])]
+        name = f" name={group['name']}" if group["name"] else ""
+        click.echo(f"  {group['placement_group_id'][:12]} {group['state']} {group['strategy']}"
+                   f"{name} bundles={bundles}")
 
 
 @main.command()

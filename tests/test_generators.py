@@ -159,8 +159,8 @@ def test_bad_streaming_use_is_named(cluster):
     refs = list(gen)
     with pytest.raises(TypeError, match="not a generator"):
         zray.get(refs[-1])
-    with pytest.raises(ValueError, match="dynamic"):
-        count_to.options(num_returns="dynamic")
+    with pytest.raises(ValueError, match="only be used with generator functions"):
+        not_a_generator.options(num_returns="dynamic").remote()
     with pytest.raises(TypeError, match="cannot be passed"):
         zray.put(count_to.remote(1))
     started = time.monotonic()
@@ -294,3 +294,26 @@ def test_a_backpressured_generator_ends_when_its_caller_dies(cluster):
     wait_for(lambda: zray.get(log.count.remote()) == 3, 20, "the generator to wait")
     zray.kill(consumer)     # nobody will take the rest: the generator must not wait forever
     wait_for(lambda: zray.get(log.count.remote()) == 4, 20, "the generator to be closed")
+
+
+# ---------------------------------------------- num_returns="dynamic" (older form) ---
+def test_dynamic_returns_one_ref_to_all_the_items(cluster):
+    with pytest.warns(DeprecationWarning, match="streaming"):
+        ref = count_to.options(num_returns="dynamic").remote(4)
+    assert isinstance(ref, zray.ObjectRef)
+    items = zray.get(ref, timeout=30)
+    assert isinstance(items, zray.DynamicObjectRefGenerator) and len(items) == 4
+    inner = list(items)
+    del ref, items            # the caller keeps the items it holds refs to
+    assert zray.get(inner) == [0, 1, 2, 3]
+    streamer = Streamer.remote()
+    assert zray.get(list(zray.get(
+        streamer.items.options(num_returns="dynamic").remote(3), timeout=30))) == [0, 10, 20]
+
+
+def test_dynamic_error_is_the_last_item(cluster):
+    with pytest.warns(DeprecationWarning):
+        items = list(zray.get(fail_after.options(num_returns="dynamic").remote(2), timeout=30))
+    assert len(items) == 3 and zray.get(items[:2]) == [0, 1]
+    with pytest.raises(ValueError, match="failed after 2"):
+        zray.get(items[2])

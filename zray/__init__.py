@@ -7,13 +7,13 @@ from .api import (available_resources, cancel, cluster_resources, get, get_actor
 import cloudpickle   # ray.cloudpickle
 from .core.object_ref import ObjectRef
 from .ids import ActorID, JobID, NodeID, ObjectID, PlacementGroupID, TaskID, WorkerID
-from .core.object_ref_generator import ObjectRefGenerator
+from .core.object_ref_generator import DynamicObjectRefGenerator, ObjectRefGenerator
 from .remote_function import RemoteFunction
 from . import util   # Ray programs use ray.util.* after a plain `import ray`
 
 __version__ = "0.1.0"
 
-__all__ = ["ActorClass", "ActorHandle", "ActorID", "JobID", "NodeID", "ObjectID", "ObjectRef",
+__all__ = ["ActorClass", "ActorHandle", "ActorID", "DynamicObjectRefGenerator", "JobID", "NodeID", "ObjectID", "ObjectRef",
            "ObjectRefGenerator", "PlacementGroupID", "RemoteFunction", "TaskID", "WorkerID",
            "available_resources", "cloudpickle",
            "cancel", "cluster_resources", "exceptions", "get", "get_actor", "get_gpu_ids", "get_runtime_context",

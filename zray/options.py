@@ -45,13 +45,10 @@ def validate(options: dict, allowed: set, what: str) -> dict:
             if not isinstance(amount, (int, float)) or amount < 0:
                 raise ValueError(f"Resource {name!r} needs a non-negative number, got {amount!r}.")
     num_returns = options.get("num_returns")
-    if num_returns == "dynamic":
-        raise ValueError("num_returns='dynamic' is not supported by zray; use "
-                         "num_returns='streaming' (Ray's default for generator functions).")
-    if num_returns is not None and num_returns != "streaming" and (
+    if num_returns is not None and num_returns not in ("streaming", "dynamic") and (
             not isinstance(num_returns, int) or isinstance(num_returns, bool) or num_returns < 0):
-        raise ValueError(f"num_returns must be a non-negative integer or 'streaming', "
-                         f"got {num_returns!r}.")
+        raise ValueError(f"num_returns must be a non-negative integer, 'streaming' or "
+                         f"'dynamic', got {num_returns!r}.")
     lifetime = options.get("lifetime")
     if lifetime not in (None, "detached", "non_detached"):
         raise ValueError(f"lifetime must be 'detached' or 'non_detached', got {lifetime!r}.")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 
 from . import options as opts
 from . import runtime_env, scheduling
@@ -53,6 +54,8 @@ class RemoteFunction:
             function_id = cw.functions.export(self._function)
             self._exported = {id(cw): function_id}
         num_returns = options.get("num_returns", self._default_num_returns)
+        if num_returns == "dynamic":
+            _check_dynamic(self._function)
         shape = opts.resource_shape(options, 1)
         placement = scheduling.resolve(cw, options, shape, self._name)
         key = tuple(sorted(placement.demand.items()))
@@ -89,6 +92,16 @@ class RemoteFunction:
 
 
 _DEFAULT_KEY = (("CPU", 1.0),)   # a task's shape without resource options (Ray's)
+
+
+def _check_dynamic(function) -> None:
+    if not _is_generator(function):
+        raise ValueError("num_returns='dynamic' can only be used with generator functions "
+                         "(functions that use 'yield'). The decorated function is not a "
+                         "generator function.")
+    warnings.warn("num_returns='dynamic' is deprecated and will be removed in a future Ray "
+                  "release. Use num_returns='streaming' instead.", DeprecationWarning,
+                  stacklevel=4)
 
 
 def _is_generator(function) -> bool:

@@ -192,3 +192,59 @@ class ObjectRefGenerator:
     def __reduce__(self):
         raise TypeError("An ObjectRefGenerator cannot be passed to another task or stored in an "
                         "object; pass the ObjectRefs it yields instead.")
+
+
+class DynamicObjectRefGenerator:
+    """The value of a ``num_returns="dynamic"`` call (Ray's older generator
+    form): the ObjectRefs of every item, available once the task has ended."""
+
+    def __init__(self, refs):
+        self._refs = deque(refs)
+
+    def __iter__(self):
+        while self._refs:
+            yield self._refs.popleft()
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+
+def dynamic_result(cw, generator: ObjectRefGenerator) -> ObjectRef:
+    """A ref the caller owns whose value, once the streaming call behind
+    ``generator`` has ended, is a DynamicObjectRefGenerator of its items (an
+    error that ended it is one more item, whose get raises).  The value holds
+    the items' refs (as a put of a list of refs would), so they live as long
+    as it does."""
+    from .. import serialization
+    ctx = cw.task_context()
+    ctx.puts += 1
+    object_id = ids.object_id_for_put(ctx.task_id, ctx.puts)
+
+    def on_done():   # lock held; every item was reported before the completion
+        refs = []
+        while generator._stream.reported > generator._index:
+            refs.append(ObjectRef(ids.object_id_for_return(generator._task_id,
+                                                           1 + generator._index),
+                                  cw.address, _count=False))
+            generator._index += 1
+        generator._done = True
+        completion = cw.refs.objects.get(generator._completion._id)
+        if completion is not None and completion.kind == ERROR:
+            refs.append(generator._completion)   # get() on the last item raises, as in Ray
+        inline, _, _, contained = serialization.serialize(DynamicObjectRefGenerator(refs))
+        entry = cw.refs.objects.get(object_id)
+        if entry is not None and contained:
+            entry.contained = contained
+        cw.set_object_ready(object_id, int(ReturnKind.INLINE), inline)
+
+    cw.loop.acquire()
+    try:
+        cw.refs.add_owned(object_id, cw.address)
+        completion = cw.refs.objects.get(generator._completion._id)
+        if completion is None or completion.ready:
+            on_done()
+        else:
+            cw.refs.on_ready(completion, on_done)
+    finally:
+        cw.loop.release()
+    return ObjectRef(object_id, cw.address, _count=False)

@@ -11,12 +11,13 @@ from .. import exceptions, ids, serialization
 from ..serialization import EMPTY_ARGS_BLOB, INLINE_THRESHOLD, SerializationError
 from .actor_submitter import ActorCall
 from .object_ref import ObjectRef
-from .object_ref_generator import ObjectRefGenerator
+from .object_ref_generator import ObjectRefGenerator, dynamic_result
 from .task_spec import ACTOR_CREATION_TASK, ACTOR_TASK, NORMAL_TASK, ArgSlot, TaskSpec
 from .task_submitter import PendingTask
 
 
 STREAMING = "streaming"                 # num_returns of a streaming generator call
+DYNAMIC = "dynamic"                     # Ray's older form: one ref to all the items, at the end
 _GENERATOR_OPTIONS = {"generator": True}
 
 
@@ -68,6 +69,10 @@ class Submission:
     def submit_task(self, function_id: bytes, function_name: str, args, kwargs, num_returns: int,
                     resources_key: tuple, max_retries: int, retry_exceptions,
                     task_options: dict | None = None):
+        if num_returns == DYNAMIC:
+            return dynamic_result(self, self.submit_task(   # one ref, as for streaming
+                function_id, function_name, args, kwargs, STREAMING, resources_key, max_retries,
+                retry_exceptions, task_options))
         args_blob, deps, contained = self.encode_args(args, kwargs, function_name)
         streaming = num_returns == STREAMING
         if streaming:   # one return: the completion record (streaming_exec.py)
@@ -98,6 +103,10 @@ class Submission:
     def submit_actor_task(self, actor_id: bytes, method_name: str, args, kwargs, num_returns: int,
                           max_task_retries: int = 0, handle_ref=None, max_pending_calls: int = -1,
                           options=None):
+        if num_returns == DYNAMIC:
+            return dynamic_result(self, self.submit_actor_task(
+                actor_id, method_name, args, kwargs, STREAMING, max_task_retries, handle_ref,
+                max_pending_calls, options))
         args_blob, deps, contained = self.encode_args(args, kwargs, method_name)
         streaming = num_returns == STREAMING
         if streaming:

@@ -120,44 +120,56 @@ class ActorClass:
                             "name": name}
         spec, creation_refs = cw.build_actor_creation_spec(actor_id, class_id, meta["class_name"], args, kwargs,
                                             creation_options)
-        # Non-detached actors live while any handle does (ids.actor_handle_object_id).
-        handle_object = None if detached else ids.actor_handle_object_id(spec.task_id)
         handle_meta = dict(meta, max_task_retries=options.get("max_task_retries", 0) or 0,
                            max_pending_calls=options.get("max_pending_calls", -1),
                            concurrency_groups=groups)
         cw.gcs_call(GcsMethod.KV_PUT, ACTOR_META_NS, actor_id, _dumps(handle_meta), True)
-        from .core.core_worker import GcsError
-        from .gcs.errors import GcsErrorCode
         if placement.group is None:   # a group's resources appear once it is placed
             _warn_if_infeasible(cw, shape, meta["class_name"])
-        try:
-            reply = cw.gcs_call(GcsMethod.CREATE_ACTOR, {
-                "actor_id": actor_id, "job_id": cw.job_id, "name": name, "namespace": namespace,
-                "detached": detached, "get_if_exists": bool(options.get("get_if_exists")),
-                "resources": placement.demand, "node_affinity": placement.node_affinity,
-                "creation_task": tuple(spec),
-                "class_name": meta["class_name"], "runtime_env": env, "owner_id": cw.worker_id,
-                "max_restarts": options.get("max_restarts", 0) or 0})
-        except GcsError as exc:
-            if exc.code == GcsErrorCode.ACTOR_NAME_TAKEN:   # Ray raises ValueError here
-                raise ValueError(f"The name {name} (namespace={namespace}) is already taken. "
-                                 f"Please use a different name or get the existing one using "
-                                 f"zray.get_actor('{name}', namespace='{namespace}')") from None
-            raise
+        reply = _create_in_gcs(cw, {
+            "actor_id": actor_id, "job_id": cw.job_id, "name": name, "namespace": namespace,
+            "detached": detached, "get_if_exists": bool(options.get("get_if_exists")),
+            "resources": placement.demand, "node_affinity": placement.node_affinity,
+            "creation_task": tuple(spec), "class_name": meta["class_name"], "runtime_env": env,
+            "owner_id": cw.worker_id, "max_restarts": options.get("max_restarts", 0) or 0})
         if reply.get("existing"):
             return get_handle(cw, reply["actor_id"])
-        cw.loop.acquire()
-        try:
-            cw.actors.register_owned(actor_id, detached)
-            if handle_object is not None:
-                cw.refs.add_actor_handle(handle_object, actor_id, cw.address)
-            if creation_refs:
-                cw.actors.hold_for_creation(actor_id, creation_refs,
-                                            bool(options.get("max_restarts")))
-        finally:
-            cw.loop.release()
-        handle_ref = None if handle_object is None else ObjectRef(handle_object, cw.address, _count=False)
+        handle_ref = _own_new_actor(cw, actor_id, spec, detached, creation_refs,
+                                    bool(options.get("max_restarts")))
         return ActorHandle(actor_id, handle_meta, handle_ref)
+
+
+def _create_in_gcs(cw, record: dict) -> dict:
+    """Register the actor with the GCS (which places it); a taken name is
+    Ray's ValueError."""
+    from .core.core_worker import GcsError
+    from .gcs.errors import GcsErrorCode
+    try:
+        return cw.gcs_call(GcsMethod.CREATE_ACTOR, record)
+    except GcsError as exc:
+        if exc.code == GcsErrorCode.ACTOR_NAME_TAKEN:
+            name, namespace = record["name"], record["namespace"]
+            raise ValueError(f"The name {name} (namespace={namespace}) is already taken. "
+                             f"Please use a different name or get the existing one using "
+                             f"zray.get_actor('{name}', namespace='{namespace}')") from None
+        raise
+
+
+def _own_new_actor(cw, actor_id: bytes, spec, detached: bool, creation_refs, restartable: bool):
+    """The creator's bookkeeping for a new actor; the ref that counts its
+    handles (None for a detached actor, which lives until killed)."""
+    # Non-detached actors live while any handle does (ids.actor_handle_object_id).
+    handle_object = None if detached else ids.actor_handle_object_id(spec.task_id)
+    cw.loop.acquire()
+    try:
+        cw.actors.register_owned(actor_id, detached)
+        if handle_object is not None:
+            cw.refs.add_actor_handle(handle_object, actor_id, cw.address)
+        if creation_refs:
+            cw.actors.hold_for_creation(actor_id, creation_refs, restartable)
+    finally:
+        cw.loop.release()
+    return None if handle_object is None else ObjectRef(handle_object, cw.address, _count=False)
 
 
 _feasible_shapes: set = set()

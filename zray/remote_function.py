@@ -62,25 +62,13 @@ class RemoteFunction:
         env = runtime_env.merge(cw.runtime_env, options.get("_env", self._env))
         if env:
             env = runtime_env.materialize(env, cw.session_dir)
-        max_retries = options.get("max_retries", 3)
-        retry_exceptions = options.get("retry_exceptions", False)
-        max_calls = options.get("max_calls")
-        task_options = {"max_calls": max_calls} if max_calls else None
-        if key != _DEFAULT_KEY:   # for get_runtime_context().get_assigned_resources()
-            task_options = dict(task_options or (), resources=shape)
-        if placement.group is not None:   # for get_current_placement_group() and capture
-            task_options["placement_group"] = placement.group
-        if num_returns == "streaming" and opts.generator_backpressure(options):
-            task_options = dict(task_options or (),
-                                generator_backpressure=opts.generator_backpressure(options))
-        if placement.unschedulable:
-            task_options = dict(task_options or (), unschedulable=placement.unschedulable)
+        task_options = _task_options(options, shape, key == _DEFAULT_KEY, placement, num_returns)
         if env:   # tasks of another environment need other workers: part of the key
             key += ((runtime_env.ENV_KEY, env),)
         # A task's name (options name=) is what errors and get_task_name() show, as in Ray.
         refs = cw.submit_task(function_id, options.get("name") or self._name, args, kwargs,
-                              num_returns, key,
-                              max_retries, retry_exceptions, task_options)
+                              num_returns, key, options.get("max_retries", 3),
+                              options.get("retry_exceptions", False), task_options)
         if num_returns == 1:
             return refs[0]
         if num_returns == 0:
@@ -92,6 +80,23 @@ class RemoteFunction:
 
 
 _DEFAULT_KEY = (("CPU", 1.0),)   # a task's shape without resource options (Ray's)
+
+
+def _task_options(options: dict, shape: dict, default_shape: bool, placement, num_returns):
+    """What the task's spec carries beyond the defaults (None: nothing)."""
+    extra = {}
+    if options.get("max_calls"):
+        extra["max_calls"] = options["max_calls"]
+    if not default_shape:   # for get_runtime_context().get_assigned_resources()
+        extra["resources"] = shape
+    if placement.group is not None:   # for get_current_placement_group() and capture
+        extra["placement_group"] = placement.group
+    if placement.unschedulable:
+        extra["unschedulable"] = placement.unschedulable
+    backpressure = opts.generator_backpressure(options)
+    if backpressure and num_returns == "streaming":
+        extra["generator_backpressure"] = backpressure
+    return extra or None
 
 
 def _check_dynamic(function) -> None:

@@ -20,14 +20,11 @@ a task's fields override its job's (or parent's) per name.
 """
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import os
-import shutil
 import sys
 import types
-import zipfile
 
 SUPPORTED_FIELDS = ("env_vars", "working_dir", "py_modules", "excludes")
 # Set in a worker's environment: the pairs it was started with (JSON).
@@ -125,6 +122,8 @@ _snapshots: dict = {}     # (root, source, excludes) -> its copy
 
 
 def _snapshot(source: str, root: str, excludes: list, unwrap_zip: bool) -> str:
+    import shutil      # here: every zray process imports this module, few copy files
+    import zipfile
     if source.startswith(root + os.sep):
         return source                      # already a copy (a nested task's inherited env)
     key = (root, source, tuple(excludes))
@@ -157,6 +156,8 @@ def _snapshot(source: str, root: str, excludes: list, unwrap_zip: bool) -> str:
 
 
 def _copy_tree(source: str, target: str, excludes: list) -> None:
+    import fnmatch
+    import shutil
     total = 0
 
     def ignore(directory, names):

@@ -98,6 +98,13 @@ def test_garbage_frames_do_not_crash_raylet_or_gcs(started_cluster):
                       b"\xa7\x0c" + __import__("pickle").dumps((1, 2, 3))):
             sock.send(frame)
         sock.send_multipart([b"a", b"b", b"c"])
+        # Well-formed placement-group messages with nonsense fields.
+        from zray.sockets import messages as m
+        for message in (m.PrepareBundles(b"g", "x", "not bundles"),
+                        m.PrepareBundles(b"g", 1, ((0, {"CPU": -5}),)),
+                        m.CommitBundles(b"g", 1, 7), m.ReturnBundles(b"g", None),
+                        m.BundlesPrepared(b"g", 1, True, ""), m.BundlesCommitted(b"g", 1, [], 3)):
+            sock.send(m.encode(message))
         sock.close()
     assert _run_driver("@zray.remote\n"
                        "def f(): return 'alive'\n"

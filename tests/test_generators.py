@@ -317,3 +317,26 @@ def test_dynamic_error_is_the_last_item(cluster):
     assert len(items) == 3 and zray.get(items[:2]) == [0, 1]
     with pytest.raises(ValueError, match="failed after 2"):
         zray.get(items[2])
+
+
+@zray.remote
+def endless(delay):
+    i = 0
+    while True:
+        time.sleep(delay)
+        yield i
+        i += 1
+
+
+def test_cancelling_a_generator_ends_its_stream_with_the_cancel(cluster):
+    for gen in (endless.remote(0.05),
+                endless.options(_generator_backpressure_num_objects=1).remote(0)):
+        time.sleep(0.3)
+        zray.cancel(gen)
+        with pytest.raises(exceptions.TaskCancelledError):
+            for ref in gen:
+                zray.get(ref, timeout=30)
+    finished = count_to.remote(2)
+    assert zray.get(finished.completed(), timeout=30) == 2
+    zray.cancel(finished)                     # too late: its items are all there
+    assert [zray.get(ref) for ref in finished] == [0, 1]

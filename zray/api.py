@@ -254,8 +254,12 @@ def wait(object_refs, *, num_returns: int = 1, timeout=None, fetch_local: bool =
 
 
 def cancel(object_ref, *, force: bool = False, recursive: bool = True) -> None:
+    if type(object_ref) is ObjectRefGenerator:
+        object_ref._cancelled = True   # its next() now ends the stream with the task's end
+        object_ref = object_ref.completed()
     if type(object_ref) is not ObjectRef:
-        raise TypeError(f"cancel() expected an ObjectRef, got {type(object_ref).__name__}")
+        raise TypeError(f"cancel() expected an ObjectRef or ObjectRefGenerator, "
+                        f"got {type(object_ref).__name__}")
     cw = _auto_init()
     task_id = object_ref._id[:16]
     cw.loop.acquire()

@@ -106,6 +106,7 @@ class ObjectRefGenerator:
         self._completion = completion
         self._index = 0
         self._done = False
+        self._cancelled = False   # zray.cancel(generator): items not yet taken are skipped
 
     def __iter__(self):
         return self
@@ -121,6 +122,14 @@ class ObjectRefGenerator:
 
         def ready():
             return stream.reported > index or completion is None or completion.ready
+        if self._cancelled:   # as Ray: after a cancel, next() gives the task's end
+            ended = lambda: completion is None or completion.ready   # noqa: E731
+            if not ended() and not cw._wait_blocked(ended, timeout):
+                raise exceptions.GetTimeoutError(
+                    f"the cancelled generator task did not end within {timeout}s")
+            if completion is not None and completion.kind == ERROR:
+                self._done = True
+                return ObjectRef(self._completion._id, self._completion._owner)
         if not ready() and not cw._wait_blocked(ready, timeout):
             raise exceptions.GetTimeoutError(
                 f"no item {index} from the generator task within {timeout}s")

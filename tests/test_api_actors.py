@@ -252,7 +252,7 @@ def test_named_actor_and_namespaces(cluster):
         zray.get_actor("named-counter", namespace="no-such-ns")
     with pytest.raises(ValueError):
         zray.get_actor("no-such-actor")
-    with pytest.raises(ValueError, match="already taken"):
+    with pytest.raises(zray.exceptions.ActorAlreadyExistsError, match="already taken"):
         Counter.options(name="named-counter").remote()
     zray.kill(a)
     zray.kill(b)

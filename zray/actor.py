@@ -148,8 +148,9 @@ def _create_in_gcs(cw, record: dict) -> dict:
         return cw.gcs_call(GcsMethod.CREATE_ACTOR, record)
     except GcsError as exc:
         if exc.code == GcsErrorCode.ACTOR_NAME_TAKEN:
+            from .exceptions import ActorAlreadyExistsError
             name, namespace = record["name"], record["namespace"]
-            raise ValueError(f"The name {name} (namespace={namespace}) is already taken. "
+            raise ActorAlreadyExistsError(f"The name {name} (namespace={namespace}) is already taken. "
                              f"Please use a different name or get the existing one using "
                              f"zray.get_actor('{name}', namespace='{namespace}')") from None
         raise

@@ -287,6 +287,10 @@ class PendingCallsLimitExceeded(RayError):
     pass
 
 
+class ActorAlreadyExistsError(ValueError, RayError):
+    """A named actor with that name already exists (a ValueError too, as Ray's)."""
+
+
 class RuntimeEnvSetupError(RayError):
     pass
 

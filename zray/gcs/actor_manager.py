@@ -133,6 +133,11 @@ class ActorManager:
         actor = self._actors.get(actor_id)
         return actor.info() if actor else None
 
+    def all_info(self) -> list:
+        """Every actor's info and resources (zray.util.state)."""
+        return [dict(actor.info(), resources=dict(actor.resources or {}))
+                for actor in self._actors.values()]
+
     def named_info(self, name: str, namespace: str):
         actor_id = self._named.get((namespace, name))
         return self._actors[actor_id].info() if actor_id else None

@@ -249,6 +249,8 @@ class GcsService:
                 self._groups.wait_ready(ref, pg_id, _timeout_arg(timeout_s), self._now)),
             GcsMethod.GET_PLACEMENT_GROUP: self._get_placement_group,
             GcsMethod.GET_ALL_PLACEMENT_GROUPS: lambda ref: self._groups.all_groups(),
+            GcsMethod.GET_ALL_ACTORS: lambda ref: actors.all_info(),
+            GcsMethod.GET_ALL_JOBS: lambda ref: list(tables.load(JOBS).values()),
         }
 
     def _group_request(self, actions: list):

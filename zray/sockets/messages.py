@@ -113,6 +113,8 @@ class GcsMethod(enum.IntEnum):
     GET_PLACEMENT_GROUP = 21     # by id, or by (name, namespace); None if unknown
     WAIT_PLACEMENT_GROUP_READY = 22
     GET_ALL_PLACEMENT_GROUPS = 23
+    GET_ALL_ACTORS = 24          # every actor's info (no creation task)
+    GET_ALL_JOBS = 25
 
 
 class TaskStatus(enum.IntEnum):

@@ -141,6 +141,22 @@ def test_status_shows_placement_groups_and_what_they_reserve(started_cluster):
     assert "CREATED PACK name=kept bundles=[{'CPU': 1.0}]" in status.stdout
 
 
+def test_list_cli_shows_state_with_filters(started_cluster):
+    _run_driver("@zray.remote\n"
+                "class Kept:\n"
+                "    def ping(self): return 1\n"
+                "k = Kept.options(name='kept-actor', lifetime='detached').remote()\n"
+                "zray.get(k.ping.remote())\n")
+    listed = _zray("list", "actors", "--filter", "name=kept-actor")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.startswith("1 actors") and "state=ALIVE" in listed.stdout
+    assert "class_name=Kept" in listed.stdout
+    nodes = _zray("list", "nodes", "--json")
+    assert nodes.returncode == 0 and '"state": "ALIVE"' in nodes.stdout
+    bad = _zray("list", "actors", "--filter", "nonsense")
+    assert bad.returncode != 0 and "KEY=VALUE" in bad.stderr
+
+
 def test_memory_cli_lists_a_drivers_objects(started_cluster):
     out = _run_driver(
         "import subprocess, sys\n"

@@ -130,6 +130,45 @@ def memory(address, stats_only, limit, as_json):
         zray.shutdown()
 
 
+_LISTABLE = ("actors", "nodes", "placement-groups", "jobs", "workers", "objects")
+
+
+@main.command(name="list")
+@click.argument("resource", type=click.Choice(_LISTABLE))
+@click.option("--address", default="auto")
+@click.option("--filter", "filters", multiple=True,
+              help='KEY=VALUE or KEY!=VALUE, e.g. --filter "state=ALIVE" (repeatable).')
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def list_command(resource, address, filters, limit, as_json):
+    """List the cluster's actors, nodes, placement groups, jobs, workers or objects."""
+    import zray
+    from .util import state
+    parsed = []
+    for text in filters:
+        key, predicate, value = text.partition("!=") if "!=" in text else text.partition("=")
+        if not predicate or not key:
+            raise click.BadParameter(f"{text!r}: expected KEY=VALUE or KEY!=VALUE",
+                                     param_hint="--filter")
+        parsed.append((key.strip(), predicate, value.strip()))
+    try:
+        zray.init(address=address)
+    except (ConnectionError, FileNotFoundError, TimeoutError) as exc:
+        raise click.ClickException(f"no running cluster found: {exc}")
+    try:
+        rows = getattr(state, "list_" + resource.replace("-", "_"))(filters=parsed, limit=limit)
+    except ValueError as exc:
+        raise click.ClickException(str(exc))
+    finally:
+        zray.shutdown()
+    if as_json:
+        click.echo(json.dumps([row.asdict() for row in rows], indent=1, default=str))
+        return
+    click.echo(f"{len(rows)} {resource}")
+    for row in rows:
+        click.echo("  " + "  ".join(f"{k}={v}" for k, v in row.asdict().items()))
+
+
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.option("--quick", is_flag=True, help="Short runs: the whole suite in under a minute.")
 @click.option("--compare", multiple=True, help="Also run the workloads through this module (ray).")

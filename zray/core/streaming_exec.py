@@ -93,11 +93,10 @@ class StreamingExecution:
         consumed = self._consumed
         task_id = spec.task_id
         while consumed.get(task_id, 0) < needed:
-            # A cancel seen by this thread itself only sets cancel_requested.
-            if not self.cw.loop.wait_until(lambda: consumed.get(task_id, 0) >= needed
-                                           or self.cancel_requested is not None, OWNER_CHECK_S):
+            # Blocked like a get: the CPU is lent out and a cancel raises here.
+            if not self.cw._wait_blocked(lambda: consumed.get(task_id, 0) >= needed,
+                                         OWNER_CHECK_S):
                 self._check_caller_alive(spec)
-            self.raise_if_cancelled()
 
     async def _wait_consumed_async(self, spec, needed: int) -> None:
         consumed = self._consumed

@@ -222,6 +222,42 @@ def test_a_placement_group_is_reserved_by_two_phase_commit_and_kept_across_a_res
     assert record["state"] == "CREATED" and record["bundle_nodes"] == [node_id]
 
 
+def test_after_a_restart_raylets_return_the_bundles_the_table_does_not_know(
+        start_gcs, client_for, sockets, tmp_path):
+    """A GCS killed between prepare and commit: the restarted GCS tells the raylet
+    which bundles to keep (the committed group's) before it prepares anew."""
+    storage = tmp_path / "storage"
+    gcs = start_gcs(storage_dir=storage)
+    client = client_for(gcs)
+    raylet = sockets(transport.router())
+    endpoint = transport.bind_tcp(raylet, "127.0.0.1")
+    node_id = b"R" * 16
+    client.call(M.REGISTER_NODE, node_dict(node_id, raylet_endpoint=endpoint, cpus=4))
+
+    def create(pg_id, commit):
+        client.call(M.CREATE_PLACEMENT_GROUP, {"pg_id": pg_id, "bundles": [{"CPU": 1}],
+                                               "strategy": "PACK", "job_id": b"\1\0\0\0"})
+        gcs_identity, prepare = receive(raylet, accept=lambda m: isinstance(m[1], msg.PrepareBundles))
+        raylet.send_multipart([gcs_identity, msg.encode(msg.BundlesPrepared(
+            pg_id, prepare.attempt, True, ""))])
+        _, commit_msg = receive(raylet, accept=lambda m: isinstance(m[1], msg.CommitBundles))
+        if commit:
+            raylet.send_multipart([gcs_identity, msg.encode(msg.BundlesCommitted(
+                pg_id, commit_msg.attempt, {"CPU": 3.0}, {"CPU": 4.0}))])
+            assert client.call(M.WAIT_PLACEMENT_GROUP_READY, pg_id, 5.0) is True
+
+    create(b"K" * 16, commit=True)
+    create(b"P" * 16, commit=False)      # prepared and committing when the GCS dies
+    gcs.proc.kill()
+    gcs.proc.wait(timeout=5)
+    start_gcs(storage_dir=storage)
+    bundle_messages = (msg.ReleaseUnusedBundles, msg.PrepareBundles, msg.CommitBundles)
+    _, first = receive(raylet, accept=lambda m: isinstance(m[1], bundle_messages))
+    assert first == msg.ReleaseUnusedBundles(((b"K" * 16, 0),))
+    _, again = receive(raylet, accept=lambda m: isinstance(m[1], bundle_messages))
+    assert isinstance(again, msg.PrepareBundles) and again.pg_id == b"P" * 16
+
+
 # ---------------------------------------------------------------- nodes ---
 def test_register_node_is_listed_summed_and_published(start_gcs, client_for, sockets):
     gcs = start_gcs()

@@ -253,6 +253,31 @@ def test_node_affinity_runs_on_the_node_or_fails_when_it_is_gone(cluster):
         NodeAffinitySchedulingStrategy("not-hex", soft=False)
 
 
+def test_a_raylet_told_which_bundles_to_keep_returns_the_others(cluster):
+    """What a restarted GCS sends each raylet (ReleaseUnusedBundles), sent here
+    over the raylet's own socket: kept bundles stay, the others come back."""
+    from zray.core.process_state import worker
+    from zray.sockets import messages as m, transport
+
+    kept = placement_group([{"CPU": 1}])
+    dropped = placement_group([{"CPU": 1}, {"CPU": 1}])
+    assert kept.wait(20) and dropped.wait(20)
+    assert zray.available_resources()["CPU"] == 1.0
+    raylet = transport.dealer()
+    try:
+        raylet.connect("ipc://" + os.path.join(worker.session_dir, "sockets", "raylet"))
+        raylet.send(m.encode(m.ReleaseUnusedBundles(((kept.id.binary(), 0),))))
+        wait_for(lambda: zray.available_resources()["CPU"] == 3.0, 10,
+                 "the unknown group's bundles to come back")
+        assert set(_group_resources()) == {f"{name}_group_{kept.id.hex()}"
+                                           for name in ("CPU", "bundle")} | {
+            f"{name}_group_0_{kept.id.hex()}" for name in ("CPU", "bundle")}
+    finally:
+        raylet.close(linger=1000)
+    _remove_and_wait(kept)
+    remove_placement_group(dropped)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

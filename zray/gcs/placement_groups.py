@@ -60,6 +60,12 @@ class ReturnBundles(NamedTuple):
     indices: tuple
 
 
+class ReleaseUnusedBundles(NamedTuple):
+    """After a restart: the raylet returns every bundle but those in ``keep``."""
+    node_id: bytes
+    keep: tuple             # ((pg_id, index), ...) committed there, per the table
+
+
 class SaveGroup(NamedTuple):
     record: dict
 
@@ -132,10 +138,13 @@ class PlacementGroupManager:
         return [dict(record) for record in self._groups.values()]
 
     # ------------------------------------------------------------ restore ---
-    def restore(self, records: dict) -> list:
+    def restore(self, records: dict, alive_node_ids) -> list:
         """Reload persisted groups.  Committed bundles live on in their raylets;
-        a group caught mid-commit is placed anew."""
-        out: list = []
+        a group caught mid-commit is placed anew.  Each alive raylet is told
+        which of its bundles the table knows: it returns the others (prepared by
+        an interrupted commit, or of a group whose removal was not delivered)
+        before it sees any new prepare (one ordered channel per raylet)."""
+        keep: dict = {node_id: [] for node_id in alive_node_ids}
         for pg_id, record in records.items():
             self._groups[pg_id] = record
             if record["state"] == REMOVED:
@@ -144,7 +153,10 @@ class PlacementGroupManager:
                 self._named[(record["namespace"], record["name"])] = pg_id
             if record["state"] != CREATED:
                 self._queue.append(pg_id)
-        return out
+            for index, node_id in enumerate(record["bundle_nodes"]):
+                if node_id in keep:
+                    keep[node_id].append((pg_id, index))
+        return [ReleaseUnusedBundles(node_id, tuple(kept)) for node_id, kept in keep.items()]
 
     # ----------------------------------------------------------- requests ---
     def create(self, ref, spec: dict, now: float) -> list:

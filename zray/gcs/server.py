@@ -225,6 +225,8 @@ class GcsServer:
                     action.pg_id, action.attempt, action.indices))
             elif kind is pgm.ReturnBundles:
                 self._send_to_raylet(action.node_id, msg.ReturnBundles(action.pg_id, action.indices))
+            elif kind is pgm.ReleaseUnusedBundles:
+                self._send_to_raylet(action.node_id, msg.ReleaseUnusedBundles(action.keep))
             elif kind is ae.PushCreationTask:
                 self._push_creation_task(action)
             elif kind is ae.CloseWorkerChannel:

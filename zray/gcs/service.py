@@ -73,7 +73,8 @@ class GcsService:
         for record in alive:
             self._out.append(ConnectRaylet(record["node_id"], record["raylet_endpoint"]))
         self._absorb(self._actors.restore(self._tables.load(ACTORS)))
-        self._absorb_groups(self._groups.restore(self._tables.load(PLACEMENT_GROUPS)))
+        self._absorb_groups(self._groups.restore(self._tables.load(PLACEMENT_GROUPS),
+                                                 [r["node_id"] for r in alive]))
         for record in alive:
             self._actor_event(ae.NodeAddedEvent(record["node_id"], record["resources_total"],
                                                 record["resources_available"]))

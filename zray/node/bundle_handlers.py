@@ -8,7 +8,8 @@ The GCS reserves a group's bundles here in two phases (zray.gcs.placement_groups
 * CommitBundles: add the bundles as Ray-named resources (zray.bundle_resources)
   that only tasks and actors scheduled into the group ask for;
 * ReturnBundles: undo either.  Workers leased on a returned bundle are ended
-  (their owners see the worker die), then the reservation is given back.
+  (their owners see the worker die), then the reservation is given back;
+* ReleaseUnusedBundles (after a GCS restart): return all but the listed ones.
 """
 from __future__ import annotations
 
@@ -86,15 +87,33 @@ class BundleHandlers:
         self._schedule()   # leases queued for the group may fit now
 
     def on_return_bundles(self, identity, msg) -> None:
-        group_hex = msg.pg_id.hex()
+        self._return_bundles(msg.pg_id, msg.indices)
+
+    def on_release_unused_bundles(self, identity, msg) -> None:
+        try:
+            keep = {(bytes(pg_id), int(index)) for pg_id, index in msg.keep}
+        except (TypeError, ValueError) as exc:
+            log.warning("dropping ReleaseUnusedBundles with a bad keep list: %s", exc)
+            return
+        unused: dict = {}
+        for pg_id, index in self.bundles:
+            if (pg_id, index) not in keep:
+                unused.setdefault(pg_id, []).append(index)
+        for pg_id, indices in unused.items():
+            log.info("returning %d bundle(s) of placement group %s that the restarted GCS "
+                     "does not know", len(indices), pg_id.hex())
+            self._return_bundles(pg_id, indices)
+
+    def _return_bundles(self, pg_id: bytes, indices) -> None:
+        group_hex = pg_id.hex()
         returned = []
-        for index in msg.indices:
-            bundle = self.bundles.pop((msg.pg_id, index), None)
+        for index in indices:
+            bundle = self.bundles.pop((pg_id, index), None)
             if bundle is not None:
                 returned.append((index, bundle))
         if not returned:
             return
-        if any(pg_id == msg.pg_id for pg_id, _ in self.bundles):
+        if any(held_pg == pg_id for held_pg, _ in self.bundles):
             ending = {name for index, bundle in returned for name in bundle.added
                       if f"_group_{index}_" in name}
             doomed = lambda name: name in ending   # noqa: E731

@@ -325,6 +325,7 @@ class Raylet(LeaseHandlers, BundleHandlers, StoreHandlers):
         m.PrepareBundles: BundleHandlers.on_prepare_bundles,
         m.CommitBundles: BundleHandlers.on_commit_bundles,
         m.ReturnBundles: BundleHandlers.on_return_bundles,
+        m.ReleaseUnusedBundles: BundleHandlers.on_release_unused_bundles,
     }
 
     def _report_resources(self, now) -> None:

@@ -64,6 +64,7 @@ class MsgType(enum.IntEnum):
     COMMIT_BUNDLES = 35
     BUNDLES_COMMITTED = 36
     RETURN_BUNDLES = 37
+    RELEASE_UNUSED_BUNDLES = 38
     # owner <-> worker (direct)
     PUSH_TASK = 40
     TASK_REPLY = 41
@@ -284,6 +285,12 @@ class ReturnBundles(NamedTuple):
     indices: tuple
 
 
+class ReleaseUnusedBundles(NamedTuple):
+    """GCS -> raylet, once after a GCS restart: return every bundle not in ``keep``
+    ((pg_id, index), ...): reservations of an interrupted commit or removal."""
+    keep: tuple
+
+
 class GetNodeStats(NamedTuple):
     request_id: int
 
@@ -458,6 +465,7 @@ _CLASSES = {
     MsgType.COMMIT_BUNDLES: CommitBundles,
     MsgType.BUNDLES_COMMITTED: BundlesCommitted,
     MsgType.RETURN_BUNDLES: ReturnBundles,
+    MsgType.RELEASE_UNUSED_BUNDLES: ReleaseUnusedBundles,
     MsgType.PUSH_TASK: PushTask,
     MsgType.TASK_REPLY: TaskReply,
     MsgType.CANCEL_TASK: CancelTask,

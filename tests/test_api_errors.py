@@ -156,6 +156,29 @@ def test_system_exit_in_task_is_an_error(cluster):
         zray.get(calls_sys_exit.remote(), timeout=30)
 
 
+@zray.remote
+def sleep_long():
+    import time
+    time.sleep(300)
+
+
+@zray.remote
+class Doomed:
+    def die(self):
+        os._exit(1)
+
+
+def test_get_of_a_list_raises_the_first_error_without_waiting_for_the_rest(cluster):
+    """As in Ray: one failed object fails the whole get at once."""
+    hanging = sleep_long.remote()
+    with pytest.raises(ValueError):       # GetTimeoutError if get waited for `hanging`
+        zray.get([hanging, raise_value_error.remote()], timeout=20)
+    actor = Doomed.remote()
+    with pytest.raises(exceptions.RayActorError):
+        zray.get([hanging, actor.die.remote()], timeout=20)
+    zray.cancel(hanging, force=True)
+
+
 def test_error_is_stored_for_every_return(cluster):
     @zray.remote(num_returns=2)
     def fail_two():

@@ -73,13 +73,21 @@ class ObjectApi:
 
     # ---------------------------------------------------------------- get ---
     def get(self, refs: list, timeout=None) -> list:
+        table = self.refs
+        errors_seen = [table.errors_stored]   # before the entries are looked at
         entries = self._prepare_waits(refs)
         pending = [e for e in entries if not e.ready]
-        if pending:
+        if pending and not any(e.kind == ERROR for e in entries):
             position = [0]
             total = len(pending)
 
             def all_ready():
+                if table.errors_stored != errors_seen[0]:
+                    # Some object became an error: if it is one of ours, raise
+                    # it now rather than after the rest (Ray's get fails fast).
+                    errors_seen[0] = table.errors_stored
+                    if any(e.kind == ERROR for e in pending):
+                        return True
                 i = position[0]
                 while i < total and pending[i].ready:
                     i += 1
@@ -91,10 +99,15 @@ class ObjectApi:
                 ok = all_ready()
             else:
                 ok = self._wait_blocked(all_ready, timeout)
+            if not ok and any(e.kind == ERROR for e in pending):
+                ok = True
             if not ok:
                 raise exceptions.GetTimeoutError(
                     f"Get timed out: {total - position[0]} of {len(refs)} object(s) not ready "
                     f"after {timeout}s.")
+        for ref, entry in zip(refs, entries):
+            if entry.kind == ERROR:
+                return [self.materialize(ref, entry)]   # raises: the first error in list order
         return [self.materialize(ref, entry) for ref, entry in zip(refs, entries)]
 
     def _prepare_waits(self, refs) -> list:

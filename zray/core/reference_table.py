@@ -51,6 +51,7 @@ class ReferenceTable:
         self.borrower_releases: list = []     # (object_id, owner): tell the owner we let go
         self.actor_handles: dict = {}         # owned handle object id -> actor id (ids.py)
         self.freed_actor_handles: list = []   # actor ids whose last handle went away
+        self.errors_stored = 0                # ERROR values recorded: get() of a list fails fast
 
     def add_owned(self, object_id: bytes, owner) -> Entry:
         entry = Entry(True, owner, refs=1)
@@ -112,6 +113,8 @@ class ReferenceTable:
         entry.ready = True
         entry.kind = kind
         entry.data = data
+        if kind == ERROR:
+            self.errors_stored += 1
         callbacks = entry.callbacks or ()
         entry.callbacks = None
         if entry.owned and entry.refs <= 0 and entry.task_refs <= 0 and not callbacks:

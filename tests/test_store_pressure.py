@@ -1,7 +1,9 @@
 """A full object store makes creates wait for space, then fail clearly."""
+import logging
 import threading
 
 import numpy as np
+
 import pytest
 
 import zray
@@ -53,9 +55,20 @@ def test_object_larger_than_the_store_fails_at_once(small_store):
         zray.put(np.ones(64 * MB, dtype=np.uint8))
 
 
-def test_unknown_system_config_key_is_rejected(no_cluster):
-    with pytest.raises(ValueError, match="no_such_knob"):
-        zray.init(_system_config={"no_such_knob": 1})
+def test_ray_system_config_keys_zray_lacks_are_named_and_ignored(no_cluster, caplog):
+    """Ray programs and fixtures pass Ray's tuning keys: init starts and says
+    which ones it ignores; a key that cannot be a config name is refused."""
+    with pytest.raises(ValueError, match="config names"):
+        zray.init(_system_config={"not a name": 1})
+    with pytest.raises(TypeError, match="must be a dict"):
+        zray.init(_system_config=[("object_timeout_milliseconds", 200)])
+    with caplog.at_level(logging.WARNING, logger="zray"):
+        zray.init(num_cpus=1, _system_config={"object_timeout_milliseconds": 200})
+    try:
+        assert "object_timeout_milliseconds" in caplog.text and "ignores" in caplog.text
+        assert zray.get(zray.put(1)) == 1
+    finally:
+        zray.shutdown()
 
 
 def test_an_object_left_unsealed_by_a_vanished_writer_can_be_created_again(cluster):

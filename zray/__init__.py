@@ -6,7 +6,8 @@ from .api import (available_resources, cancel, cluster_resources, get, get_actor
                   wait)
 import cloudpickle   # ray.cloudpickle
 from .core.object_ref import ObjectRef
-from .ids import ActorID, JobID, NodeID, ObjectID, PlacementGroupID, TaskID, WorkerID
+ObjectID = ObjectRef   # Ray keeps ObjectID as the old name of ObjectRef
+from .ids import ActorID, JobID, NodeID, PlacementGroupID, TaskID, WorkerID
 from .core.object_ref_generator import DynamicObjectRefGenerator, ObjectRefGenerator
 from .remote_function import RemoteFunction
 from . import util   # Ray programs use ray.util.* after a plain `import ray`

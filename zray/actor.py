@@ -51,6 +51,7 @@ def _constructor_signature(cls):
 def _class_meta(cls) -> dict:
     methods = {}
     groups = {}      # method name -> concurrency group declared with zray.method
+    signatures = {}  # method name -> _method_parameters
     is_async = False
     for name, member in inspect.getmembers(cls):
         if not callable(member) or (name.startswith("__") and name != "__call__"):
@@ -62,8 +63,53 @@ def _class_meta(cls) -> dict:
         methods[name] = options.get("num_returns", "streaming" if streams else 1)
         if options.get("concurrency_group"):
             groups[name] = options["concurrency_group"]
+        params = _method_parameters(cls, name, member)
+        if params is not None:
+            signatures[name] = params
     return {"class_name": cls.__name__, "methods": methods, "is_async": is_async,
-            "method_groups": groups}
+            "method_groups": groups, "signatures": signatures}
+
+
+def _method_parameters(cls, name: str, member):
+    """((name, kind, has_default), ...) of the method's parameters after self,
+    plain data so that handles carry it anywhere; None if it has no signature."""
+    try:
+        signature = inspect.signature(member)
+    except (TypeError, ValueError):
+        return None
+    params = list(signature.parameters.values())
+    if inspect.isfunction(member) and not isinstance(inspect.getattr_static(cls, name, None),
+                                                     staticmethod):
+        params = params[1:]    # self (a classmethod comes bound: no cls here)
+    return tuple((p.name, int(p.kind), p.default is not inspect.Parameter.empty) for p in params)
+
+
+class _ArgumentCheck:
+    """Ray checks an actor call's arguments against the method's signature at
+    .remote(), like a task's.  Methods taking exactly n positional arguments
+    (the common case) are checked by counting; the rest by Signature.bind."""
+    __slots__ = ("_simple_count", "_params", "_signature", "_where")
+
+    def __init__(self, params: tuple, where: str):
+        self._params = params
+        self._where = where
+        self._signature = None
+        simple = all(kind == inspect.Parameter.POSITIONAL_OR_KEYWORD and not has_default
+                     for _, kind, has_default in params)
+        self._simple_count = len(params) if simple else -1
+
+    def __call__(self, args, kwargs) -> None:
+        if not kwargs and len(args) == self._simple_count:
+            return
+        if self._signature is None:
+            self._signature = inspect.Signature([
+                inspect.Parameter(name, inspect._ParameterKind(kind),
+                                  default=None if has_default else inspect.Parameter.empty)
+                for name, kind, has_default in self._params])
+        try:
+            self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{exc} (calling '{self._where}.remote()')") from None
 
 
 class ActorClass:
@@ -82,7 +128,13 @@ class ActorClass:
                         f"use '{name}.remote()'.")
 
     def remote(self, *args, **kwargs):
-        return self._remote(args, kwargs, self._options)
+        return self._submit(args, kwargs, self._options)
+
+    def _remote(self, args=None, kwargs=None, **options):
+        """Ray's lower-level create: arguments as a list and a dict, options as keywords."""
+        if options:
+            return self.options(**options).remote(*(args or ()), **(kwargs or {}))
+        return self._submit(tuple(args or ()), dict(kwargs or {}), self._options)
 
     def options(self, **options):
         opts.validate(options, opts.ACTOR_OPTIONS, "actors")
@@ -91,11 +143,11 @@ class ActorClass:
 
         class ActorClassWithOptions:
             def remote(self, *args, **kwargs):
-                return parent._remote(args, kwargs, merged)
+                return parent._submit(args, kwargs, merged)
 
         return ActorClassWithOptions()
 
-    def _remote(self, args, kwargs, options):
+    def _submit(self, args, kwargs, options):
         from .api import _auto_init
         from .remote_function import check_arguments
         check_arguments(self._init_signature, self._cls.__name__, args, kwargs)
@@ -225,9 +277,9 @@ class ActorHandle:
         self._actor_id = actor_id
         self._meta = meta
         self._handle_ref = handle_ref
-        # Method name -> num_returns.  Not ActorMethod objects: those point
-        # back at the handle, and that cycle would keep it (and the actor)
-        # alive until the cyclic GC runs.
+        # Method name -> (num_returns, argument check).  Not ActorMethod
+        # objects: those point back at the handle, and that cycle would keep
+        # it (and the actor) alive until the cyclic GC runs.
         self._methods = {}
 
     def __getattr__(self, name):
@@ -236,13 +288,17 @@ class ActorHandle:
         methods = self.__dict__.get("_methods")
         if methods is None:
             raise AttributeError(name)
-        num_returns = methods.get(name)
-        if num_returns is None:
-            declared = self._meta["methods"]
+        known = methods.get(name)
+        if known is None:
+            meta = self._meta
+            declared = meta["methods"]
             if declared and name not in declared and name not in _BUILTIN_METHODS:
-                raise AttributeError(f"'{self._meta['class_name']}' actor has no method '{name}'")
-            num_returns = methods[name] = declared.get(name, 1)
-        return ActorMethod(self, name, num_returns)
+                raise AttributeError(f"'{meta['class_name']}' actor has no method '{name}'")
+            params = meta.get("signatures", {}).get(name)
+            check = None if params is None else _ArgumentCheck(
+                params, f"{meta['class_name']}.{name}")
+            known = methods[name] = (declared.get(name, 1), check)
+        return ActorMethod(self, name, known[0], known[1])
 
     def __reduce__(self):
         return _rebuild_handle, (self._actor_id, self._meta, self._handle_ref)
@@ -262,19 +318,26 @@ class ActorHandle:
 
 
 class ActorMethod:
-    __slots__ = ("_handle", "_name", "_num_returns")
+    __slots__ = ("_handle", "_name", "_num_returns", "_check")
 
-    def __init__(self, handle: ActorHandle, name: str, num_returns: int):
+    def __init__(self, handle: ActorHandle, name: str, num_returns: int, check=None):
         self._handle = handle
         self._name = name
         self._num_returns = num_returns
+        self._check = check
 
     def __call__(self, *args, **kwargs):
         raise TypeError(f"Actor methods cannot be called directly. Instead of running "
                         f"'object.{self._name}()', try 'object.{self._name}.remote()'.")
 
     def remote(self, *args, **kwargs):
-        return self._remote(args, kwargs, self._num_returns, None)
+        return self._submit(args, kwargs, self._num_returns, None)
+
+    def _remote(self, args=None, kwargs=None, **options):
+        """Ray's lower-level call: arguments as a list and a dict, options as keywords."""
+        if options:
+            return self.options(**options).remote(*(args or ()), **(kwargs or {}))
+        return self._submit(tuple(args or ()), dict(kwargs or {}), self._num_returns, None)
 
     def options(self, **options):
         opts.validate(options, opts.METHOD_OPTIONS, "actor methods")
@@ -286,12 +349,14 @@ class ActorMethod:
 
         class MethodWithOptions:
             def remote(self, *args, **kwargs):
-                return parent._remote(args, kwargs, num_returns, max_task_retries, group,
+                return parent._submit(args, kwargs, num_returns, max_task_retries, group,
                                       backpressure)
 
         return MethodWithOptions()
 
-    def _remote(self, args, kwargs, num_returns, max_task_retries, group=None, backpressure=None):
+    def _submit(self, args, kwargs, num_returns, max_task_retries, group=None, backpressure=None):
+        if self._check is not None:
+            self._check(args, kwargs)
         cw = process_state.require_worker()
         handle = self._handle
         meta = handle._meta

@@ -24,55 +24,155 @@ METHOD_OPTIONS = {"num_returns", "name", "max_task_retries", "retry_exceptions",
 ACCELERATOR_SLIVER = 0.001
 
 
+RESOURCE_PRECISION = 1e-4      # Ray's smallest fractional amount of a resource
+_NUMBER = (int, float)
+_INT = int
+_NONE = type(None)
+
+
+def _quantity(name: str):
+    def check(value):
+        if value < 0:
+            return f"The quantity of resource {name} cannot be negative"
+        if isinstance(value, float) and value != 0.0 and value < RESOURCE_PRECISION:
+            return (f"The precision of the fractional quantity of resource {name} cannot go "
+                    f"beyond {RESOURCE_PRECISION}")
+        return None
+    return check
+
+
+def _counting(name: str, infinite: bool):
+    lowest = -1 if infinite else 0
+
+    def check(value):
+        if value < lowest:
+            return (f"The keyword '{name}' only accepts None, 0, -1 or a positive integer, "
+                    f"where -1 represents infinity." if infinite else
+                    f"The keyword '{name}' only accepts None, 0 or a positive integer.")
+        return None
+    return check
+
+
+def _check_resources(resources):
+    if "CPU" in resources or "GPU" in resources:
+        return ("Use the 'num_cpus' and 'num_gpus' keyword instead of 'CPU' and 'GPU' in "
+                "'resources' keyword")
+    for name, amount in resources.items():
+        if not isinstance(amount, _NUMBER) or isinstance(amount, bool):
+            return f"Resource {name!r} needs a non-negative number, got {amount!r}."
+        problem = _quantity(name)(amount)
+        if problem:
+            return problem
+    return None
+
+
+def _check_num_returns(value):
+    if value in ("streaming", "dynamic") or (isinstance(value, int) and value >= 0):
+        return None
+    return (f"The keyword 'num_returns' only accepts None, a non-negative integer, "
+            f"'streaming' (for generators), or 'dynamic', got {value!r}.")
+
+
+def _check_retry_exceptions(value):
+    if isinstance(value, bool) or all(isinstance(e, type) and issubclass(e, BaseException)
+                                      for e in value):
+        return None
+    return "retry_exceptions must be either a boolean or a list of exceptions"
+
+
+def _check_backpressure(value):
+    if value == -1 or value > 0:
+        return None
+    return ("_generator_backpressure_num_objects must be a positive integer (how many "
+            f"yielded objects may wait unconsumed) or -1 (no limit), got {value!r}.")
+
+
+def _check_max_pending(value):
+    if value == -1 or value >= 1:
+        return None
+    return f"max_pending_calls must be a positive integer or -1 (no limit), got {value!r}."
+
+
+def _check_max_concurrency(value):
+    return None if value >= 1 else f"max_concurrency must be a positive integer, got {value!r}."
+
+
+def _check_lifetime(value):
+    if value in ("detached", "non_detached"):
+        return None
+    return (f"actor `lifetime` argument must be one of 'detached', 'non_detached' and 'None', "
+            f"got {value!r}.")
+
+
+def _refuse_label_selector(value):
+    if value:
+        return ("label_selector is not supported by zray: its nodes carry no labels "
+                "(use resources= or a NodeAffinitySchedulingStrategy).")
+    return None
+
+
+# option -> (accepted types besides None, value check returning an error or None).
+# Ray's constraints (ray_option_utils): a wrong type is a TypeError, a bad value
+# a ValueError.  Placement options are checked where they are resolved (scheduling).
+_CHECKS = {
+    "num_cpus": (_NUMBER, _quantity("num_cpus")),
+    "num_gpus": (_NUMBER, _quantity("num_gpus")),
+    "memory": (_NUMBER, _quantity("memory")),
+    "resources": (dict, _check_resources),
+    "accelerator_type": (str, None),
+    "name": (str, None),
+    "namespace": (str, None),
+    "runtime_env": (dict, None),
+    "label_selector": (dict, _refuse_label_selector),
+    "_metadata": (dict, None),
+    "enable_task_events": (bool, None),
+    "placement_group_bundle_index": (_INT, None),
+    "placement_group_capture_child_tasks": (bool, None),
+    "num_returns": ((int, str), _check_num_returns),
+    "max_calls": (_INT, _counting("max_calls", False)),
+    "max_retries": (_INT, _counting("max_retries", True)),
+    "retry_exceptions": ((bool, list, tuple), _check_retry_exceptions),
+    "_generator_backpressure_num_objects": (_INT, _check_backpressure),
+    "object_store_memory": (_INT, _counting("object_store_memory", False)),
+    "lifetime": (str, _check_lifetime),
+    "max_concurrency": (_INT, _check_max_concurrency),
+    "max_restarts": (_INT, _counting("max_restarts", True)),
+    "max_task_retries": (_INT, _counting("max_task_retries", True)),
+    "max_pending_calls": (_INT, _check_max_pending),
+    "get_if_exists": (bool, None),
+    "concurrency_groups": ((dict, list), None),
+    "concurrency_group": (str, None),
+}
+
+
 def validate(options: dict, allowed: set, what: str) -> dict:
+    """``options`` if every keyword is one of ``allowed`` with a value Ray would
+    take: ValueError for an unknown keyword or a bad value, TypeError for a
+    value of the wrong type."""
     for key in options:
         if key not in allowed:
             raise ValueError(f"Invalid option keyword {key} for {what}. "
                              f"Valid ones are {sorted(allowed)}.")
     if allowed is TASK_OPTIONS and options.get("object_store_memory") is not None:
         raise ValueError("Setting 'object_store_memory' is not implemented for tasks")   # Ray's
-    for key in ("num_cpus", "num_gpus", "memory"):
-        value = options.get(key)
-        if value is not None and (not isinstance(value, (int, float)) or value < 0):
-            raise ValueError(f"The keyword '{key}' only accepts a non-negative number, got {value!r}.")
-    res = options.get("resources")
-    if res is not None:
-        if not isinstance(res, dict):
-            raise TypeError(f"The 'resources' option must be a dict, got {type(res).__name__}.")
-        for name, amount in res.items():
-            if name in ("CPU", "GPU"):
-                raise ValueError(f"Use the 'num_{name.lower()}s' option instead of resources={{'{name}': ...}}.")
-            if not isinstance(amount, (int, float)) or amount < 0:
-                raise ValueError(f"Resource {name!r} needs a non-negative number, got {amount!r}.")
-    num_returns = options.get("num_returns")
-    if num_returns is not None and num_returns not in ("streaming", "dynamic") and (
-            not isinstance(num_returns, int) or isinstance(num_returns, bool) or num_returns < 0):
-        raise ValueError(f"num_returns must be a non-negative integer, 'streaming' or "
-                         f"'dynamic', got {num_returns!r}.")
-    lifetime = options.get("lifetime")
-    if lifetime not in (None, "detached", "non_detached"):
-        raise ValueError(f"lifetime must be 'detached' or 'non_detached', got {lifetime!r}.")
-    backpressure = options.get("_generator_backpressure_num_objects")
-    if backpressure is not None and (not isinstance(backpressure, int) or isinstance(backpressure, bool)
-                                     or backpressure == 0 or backpressure < -1):
-        raise ValueError("_generator_backpressure_num_objects must be a positive integer (how many "
-                         "yielded objects may wait unconsumed) or -1 (no limit), got "
-                         f"{backpressure!r}.")
-    max_pending = options.get("max_pending_calls")
-    if max_pending is not None and (not isinstance(max_pending, int) or isinstance(max_pending, bool)
-                                    or (max_pending < 1 and max_pending != -1)):
-        raise ValueError(f"max_pending_calls must be a positive integer or -1 (no limit), "
-                         f"got {max_pending!r}.")
-    if options.get("label_selector"):
-        raise ValueError("label_selector is not supported by zray: its nodes carry no labels "
-                         "(use resources= or a NodeAffinitySchedulingStrategy).")
-    accelerator = options.get("accelerator_type")
-    if accelerator is not None and not isinstance(accelerator, str):
-        raise ValueError(f"accelerator_type must be a string, got {accelerator!r}.")
-    max_concurrency = options.get("max_concurrency")
-    if max_concurrency is not None and (not isinstance(max_concurrency, int) or max_concurrency < 1):
-        raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}.")
+    for key, value in options.items():
+        check = _CHECKS.get(key)
+        if check is None or value is None:
+            continue
+        types, value_check = check
+        if not isinstance(value, types):
+            raise TypeError(f"The type of keyword '{key}' must be {_type_names(types)}, "
+                            f"but received type {type(value).__name__}: {value!r}")
+        if value_check is not None:
+            problem = value_check(value)
+            if problem:
+                raise ValueError(problem)
     return options
+
+
+def _type_names(types) -> str:
+    names = [t.__name__ for t in (types if isinstance(types, tuple) else (types,))]
+    return " or ".join(names + ["None"])
 
 
 def resource_shape(options: dict, default_cpus: float) -> dict:

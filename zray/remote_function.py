@@ -11,6 +11,10 @@ from .core import process_state
 
 class RemoteFunction:
     def __init__(self, function, options: dict):
+        if inspect.iscoroutinefunction(function):
+            raise ValueError("'async def' should not be used for remote tasks. You can wrap the "
+                             "async function with `asyncio.run(f())`. See more at: "
+                             "https://docs.ray.io/en/latest/ray-core/actors/async_api.html")
         self._function = function
         self._options = opts.validate(dict(options), opts.TASK_OPTIONS, "remote functions")
         self._env = runtime_env.normalize(self._options.get("runtime_env"))
@@ -28,7 +32,14 @@ class RemoteFunction:
                         f"'{self._name}()', try '{self._name}.remote()'.")
 
     def remote(self, *args, **kwargs):
-        return self._remote(args, kwargs, self._options)
+        return self._submit(args, kwargs, self._options)
+
+    def _remote(self, args=None, kwargs=None, **options):
+        """Ray's lower-level submit: positional and keyword arguments as a list
+        and a dict, options as keywords (libraries built on Ray use it)."""
+        if options:
+            return self.options(**options).remote(*(args or ()), **(kwargs or {}))
+        return self._submit(tuple(args or ()), dict(kwargs or {}), self._options)
 
     def options(self, **options):
         opts.validate(options, opts.TASK_OPTIONS, "remote functions")
@@ -38,14 +49,14 @@ class RemoteFunction:
 
         class FunctionWithOptions:
             def remote(self, *args, **kwargs):
-                return parent._remote(args, kwargs, merged)
+                return parent._submit(args, kwargs, merged)
 
             def __call__(self, *args, **kwargs):
                 parent(*args, **kwargs)
 
         return FunctionWithOptions()
 
-    def _remote(self, args, kwargs, options):
+    def _submit(self, args, kwargs, options):
         from .api import _auto_init
         check_arguments(self._signature, self._name, args, kwargs)
         cw = _auto_init()

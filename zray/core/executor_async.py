@@ -37,15 +37,35 @@ def _ray_terminate():
 _BUILTIN_METHODS = {"__ray_ready__": _ray_ready, "__ray_terminate__": _ray_terminate}
 
 
+_class_members: dict = {}   # (class, name) -> the attribute as the class defines it
+
+
 def actor_method(actor, name: str):
-    """The bound method ``name`` of ``actor``, or one of Ray's built-in ones."""
+    """The method ``name`` of ``actor``'s class bound to it, or one of Ray's
+    built-in ones.  Looked up on the class, as Ray does, so an instance
+    attribute of the same name does not hide the method."""
+    cls = type(actor)
+    key = (cls, name)
+    member = _class_members.get(key)
+    if member is None:
+        try:
+            member = inspect.getattr_static(cls, name)
+        except AttributeError:
+            member = _NOT_ON_CLASS
+        _class_members[key] = member
+    if member is not _NOT_ON_CLASS:
+        getter = getattr(member, "__get__", None)
+        return member if getter is None else getter(actor, cls)
     try:
-        return getattr(actor, name)
+        return getattr(actor, name)     # e.g. from __getattr__
     except AttributeError:
         builtin = _BUILTIN_METHODS.get(name)
         if builtin is None:
             raise
         return builtin
+
+
+_NOT_ON_CLASS = object()
 
 
 class AsyncExecution:

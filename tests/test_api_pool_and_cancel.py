@@ -70,7 +70,8 @@ def test_actor_pool_get_next_timeout(cluster):
 @zray.remote
 def spin(seconds, started=None):
     if started:
-        open(started, "w").close()
+        with open(started, "w") as f:
+            f.write(str(os.getpid()))
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         time.sleep(0.005)
@@ -145,6 +146,29 @@ def test_cancel_force_kills_the_worker(cluster, tmp_path):
         zray.get(ref, timeout=30)
     assert zray.get(spin.remote(0), timeout=30) == "finished"
     wait_for(lambda: zray.available_resources().get("CPU") == 2, 20, "CPUs to come back")
+
+
+def test_force_cancel_ends_the_tasks_children_too(cluster, tmp_path):
+    """The parent's worker exits; the workers leased to it (its children's)
+    end with it, as in Ray, instead of running on with their CPUs held."""
+    started = str(tmp_path / "child_started")
+    ref = wait_on_child.remote(60, started)
+    wait_for(lambda: os.path.exists(started), 15, "the child task to start")
+    child_pid = int(open(started).read())
+    zray.cancel(ref, force=True)
+    with pytest.raises(exceptions.TaskCancelledError):
+        zray.get(ref, timeout=30)
+    wait_for(lambda: not _alive(child_pid), 20, "the child's worker to end")
+    wait_for(lambda: zray.available_resources().get("CPU") == 2, 20, "CPUs to come back")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:     # a zombie is not running anything
+        return f.read().split()[2] != "Z"
 
 
 def test_cancel_finished_task_is_a_no_op(cluster):

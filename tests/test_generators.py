@@ -232,6 +232,9 @@ class Produced:
     def count(self):
         return len(self.items)
 
+    def items_so_far(self):
+        return list(self.items)
+
 
 @zray.remote(_generator_backpressure_num_objects=2)
 def reported(log, n):
@@ -271,29 +274,39 @@ def test_backpressure_on_actor_methods(cluster):
 
 
 @zray.remote(_generator_backpressure_num_objects=2)
-def reported_until_closed(log, n):
-    try:
-        for i in range(n):
-            zray.get(log.add.remote(i))
-            yield i
-    finally:
-        zray.get(log.add.remote("closed"))
+def reported_with_pid(log, n):
+    zray.get(log.add.remote(os.getpid()))
+    for i in range(n):
+        zray.get(log.add.remote(i))
+        yield i
 
 
 @zray.remote
 class Consumer:
     def start(self, log):
-        self.gen = reported_until_closed.remote(log, 10)
+        self.gen = reported_with_pid.remote(log, 10)
         return zray.get(next(self.gen))
 
 
 def test_a_backpressured_generator_ends_when_its_caller_dies(cluster):
+    """Nobody will take the rest: the generator must not wait forever.  Its
+    worker ends with its owner, as Ray's raylet ends workers leased to a
+    worker that died."""
     log = Produced.remote()
     consumer = Consumer.remote()
     assert zray.get(consumer.start.remote(log), timeout=30) == 0
-    wait_for(lambda: zray.get(log.count.remote()) == 3, 20, "the generator to wait")
-    zray.kill(consumer)     # nobody will take the rest: the generator must not wait forever
-    wait_for(lambda: zray.get(log.count.remote()) == 4, 20, "the generator to be closed")
+    wait_for(lambda: zray.get(log.count.remote()) == 4, 20, "the generator to wait")
+    generator_pid = zray.get(log.items_so_far.remote())[0]
+    zray.kill(consumer)
+    wait_for(lambda: not _running(generator_pid), 20, "the generator's worker to end")
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 # ---------------------------------------------- num_returns="dynamic" (older form) ---

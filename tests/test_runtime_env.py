@@ -71,8 +71,8 @@ def test_unsupported_fields_and_bad_values_are_named(cluster):
         read.options(runtime_env={"pip": ["requests"]}).remote("X")
     with pytest.raises(TypeError, match="must map str to str"):
         read.options(runtime_env={"env_vars": {"N": 1}}).remote("X")
-    with pytest.raises(TypeError, match="must be a dict"):
-        read.options(runtime_env=["env_vars"]).remote("X")
+    with pytest.raises(TypeError, match="'runtime_env' must be dict"):
+        read.options(runtime_env=["env_vars"])
     with pytest.raises(ValueError, match="'working_dir' '/no/such/dir' does not exist"):
         Reader.options(runtime_env={"working_dir": "/no/such/dir"}).remote()
     with pytest.raises(ValueError, match="remote URIs are not supported"):

@@ -236,8 +236,11 @@ class Raylet(LeaseHandlers, BundleHandlers, StoreHandlers):
         self.drop_waiting(identity)
         self.abort_creations_of(identity)
         self.serve_waiting()   # its pins are gone: space may be free now
+        # As Ray's raylet does, end the workers leased to a client that is gone:
+        # the tasks they run have no owner to report to, and a worker still
+        # running one must not be handed out as idle.
         for lease in [l for l in self.leases.values() if l.client == identity]:
-            self._end_lease(lease, kill_worker=False)
+            self._end_lease(lease, kill_worker=True)
         self.lease_queue = deque(r for r in self.lease_queue if r.client != identity)
         if client["is_driver"]:
             self.gcs.send(m.encode(m.GcsRequest(0, int(GcsMethod.JOB_FINISHED),

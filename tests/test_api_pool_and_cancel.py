@@ -171,6 +171,28 @@ def _alive(pid: int) -> bool:
         return f.read().split()[2] != "Z"
 
 
+@zray.remote
+def catches_the_interrupt(started, block_in_get):
+    open(started, "w").close()
+    try:
+        if block_in_get:
+            zray.get(spin.remote(60))
+        while True:
+            time.sleep(0.01)
+    except KeyboardInterrupt:
+        return ("interrupted", zray.get_runtime_context().is_canceled())
+
+
+@pytest.mark.parametrize("block_in_get", [False, True])
+def test_a_cancelled_task_sees_keyboard_interrupt_as_in_ray(cluster, tmp_path, block_in_get):
+    started = str(tmp_path / "started")
+    ref = catches_the_interrupt.remote(started, block_in_get)
+    wait_for(lambda: os.path.exists(started), 15, "the task to start")
+    time.sleep(0.2)
+    zray.cancel(ref)
+    assert zray.get(ref, timeout=30) == ("interrupted", True)
+
+
 def test_cancel_finished_task_is_a_no_op(cluster):
     ref = spin.remote(0)
     assert zray.get(ref) == "finished"

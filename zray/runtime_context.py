@@ -142,7 +142,7 @@ class RuntimeContext:
         executor = getattr(self._worker, "executor", None)
         if executor is None or self._worker.is_driver:
             return False
-        return executor.cancel_requested == self._ctx().task_id
+        return executor.cancelled == self._ctx().task_id
 
     def get(self) -> dict:
         return {"job_id": self.job_id, "node_id": self.node_id, "namespace": self.namespace,

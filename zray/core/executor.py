@@ -103,6 +103,14 @@ class Executor(AsyncExecution, StreamingExecution):
         # handler and be swallowed there.
         self.cancel_requested = None
         self.main_waiting = 0
+        # Ray interrupts a cancelled normal task with KeyboardInterrupt.  It is
+        # sent (an async exception) only while the main thread runs the task's
+        # own code; the flag changes under this lock, and leaving that code
+        # drops an interrupt not raised yet.
+        self.cancelled = None                # task id asked to cancel (is_canceled)
+        self._interrupt_lock = threading.Lock()
+        self._interruptible = False
+        self._interrupt_sent = False
         self._marker = _open_running_marker(core_worker)
 
     # ---------------------------------------------------------- intake ---
@@ -145,11 +153,28 @@ class Executor(AsyncExecution, StreamingExecution):
                 os._exit(1)
             if msg.recursive:
                 self._cancel_children(msg.task_id)
-            if self.main_waiting or threading.get_ident() == self._main_thread:
-                self.cancel_requested = msg.task_id
-                return
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                ctypes.c_ulong(self._main_thread), ctypes.py_object(exceptions.TaskCancelledError))
+            self.cancelled = msg.task_id
+            with self._interrupt_lock:
+                if (self._interruptible and not self.main_waiting
+                        and threading.get_ident() != self._main_thread):
+                    _set_async_exc(self._main_thread, KeyboardInterrupt)
+                    self._interrupt_sent = True
+                else:
+                    self.cancel_requested = msg.task_id
+
+    def _run_interruptible(self, call, *args):
+        """``call(*args)``: the normal task's own code, where a cancel raises
+        KeyboardInterrupt."""
+        with self._interrupt_lock:
+            self._interruptible = True
+        try:
+            return call(*args)
+        finally:
+            with self._interrupt_lock:
+                self._interruptible = False
+                if self._interrupt_sent:
+                    self._interrupt_sent = False
+                    _set_async_exc(self._main_thread, None)   # the task is past its code
 
     def _cancel_children(self, task_id: bytes) -> None:
         """cancel(recursive=True): the tasks the cancelled task submitted (lock held)."""
@@ -161,13 +186,16 @@ class Executor(AsyncExecution, StreamingExecution):
         return threading.get_ident() == self._main_thread
 
     def raise_if_cancelled(self) -> None:
-        """Raise TaskCancelledError if the main-thread task was cancelled while waiting."""
+        """Raise Ray's KeyboardInterrupt if the main-thread task was cancelled
+        while it waited (an actor call's wait raises TaskCancelledError)."""
         task_id = self.cancel_requested
         if task_id is None:
             return
         self.cancel_requested = None
         running = self.running
         if running is not None and running.task_id == task_id:
+            if running.kind == NORMAL_TASK:
+                raise KeyboardInterrupt
             raise exceptions.TaskCancelledError(task_id.hex())
 
     def holds_task_resources(self) -> bool:
@@ -209,6 +237,7 @@ class Executor(AsyncExecution, StreamingExecution):
         if on_main:
             self.running = spec
             self.cancel_requested = None
+            self.cancelled = None
             if spec.kind == NORMAL_TASK and self._marker is not None:
                 self._marker[:16] = spec.task_id
         options = spec.options
@@ -247,14 +276,27 @@ class Executor(AsyncExecution, StreamingExecution):
             elif spec.kind == NORMAL_TASK:
                 function = self.cw.functions.load(spec.function_id)
                 args, kwargs = self._args(spec)
+                if threading.get_ident() == self._main_thread:
+                    return self._run_interruptible(self._run_task, spec, function, args, kwargs)
                 result = function(*args, **kwargs)
             else:
                 result = self._create_actor(spec)
             if spec.options is not None and is_streaming(spec):
                 return self._stream(spec, result), False
             return self._pack_returns(spec, result), False
+        except KeyboardInterrupt as exc:
+            if self.cancelled == spec.task_id:   # Ray's cancel: RayTaskError(TaskCancelledError)
+                return self._returns_for_exception(spec, exceptions.TaskCancelledError(
+                    spec.task_id.hex()))
+            return self._returns_for_exception(spec, exc)
         except (ActorExit, Exception) as exc:
             return self._returns_for_exception(spec, exc)
+
+    def _run_task(self, spec, function, args, kwargs) -> tuple:
+        result = function(*args, **kwargs)
+        if spec.options is not None and is_streaming(spec):
+            return self._stream(spec, result), False
+        return self._pack_returns(spec, result), False
 
     def _returns_for_exception(self, spec, exc) -> tuple:
         """(returns, exiting) for the exception that ended a call (inside except)."""
@@ -447,3 +489,9 @@ class Executor(AsyncExecution, StreamingExecution):
         else:
             self.mode = "actor"
         return None
+
+
+def _set_async_exc(thread_id: int, exc_type) -> None:
+    """Raise ``exc_type`` in the thread at its next bytecode (None: cancel one pending)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), None if exc_type is None else ctypes.py_object(exc_type))

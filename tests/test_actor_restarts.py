@@ -20,6 +20,11 @@ def cluster():
 class Flaky:
     def __init__(self):
         self.calls = 0
+        self.restarted_at_init = zray.get_runtime_context().was_current_actor_reconstructed
+
+    def reconstructed(self):
+        return (self.restarted_at_init,
+                zray.get_runtime_context().was_current_actor_reconstructed)
 
     def pid(self):
         return os.getpid()
@@ -41,10 +46,12 @@ def test_restarted_actor_runs_constructor_again_then_dies_for_good(cluster):
     actor = Flaky.remote()
     first_pid = zray.get(actor.pid.remote())
     assert zray.get(actor.incr.remote()) == 1
+    assert zray.get(actor.reconstructed.remote()) == (False, False)
     with pytest.raises(zray.exceptions.RayActorError):
         zray.get(actor.die.remote(), timeout=30)
     assert zray.get(actor.pid.remote(), timeout=30) != first_pid
     assert zray.get(actor.incr.remote()) == 1          # fresh state after the restart
+    assert zray.get(actor.reconstructed.remote()) == (True, True)
     with pytest.raises(zray.exceptions.RayActorError):
         zray.get(actor.die.remote(), timeout=30)
     with pytest.raises(zray.exceptions.RayActorError):  # no restarts left

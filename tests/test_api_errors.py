@@ -481,9 +481,11 @@ def test_api_auto_initializes(no_cluster):
     assert zray.is_initialized()
 
 
-def test_runtime_context_needs_init(no_cluster):
-    with pytest.raises(Exception):
-        zray.get_runtime_context()
+def test_runtime_context_starts_zray_as_other_calls_do(no_cluster):
+    try:
+        assert zray.get_runtime_context().get_job_id() and zray.is_initialized()
+    finally:
+        zray.shutdown()
 
 
 def test_wrong_arguments_raise_type_error_at_remote(no_cluster):

@@ -131,7 +131,9 @@ def task_context():
 def test_runtime_context_names_and_session_details(cluster):
     ctx = zray.get_runtime_context()
     assert ctx.get_actor_name() is None and ctx.get_task_name() is None   # the driver
-    assert ctx.get_placement_group_id() is None and ctx.current_placement_group_id.is_nil()
+    assert ctx.get_placement_group_id() is None
+    with pytest.warns(DeprecationWarning, match="get_placement_group_id"):
+        assert ctx.current_placement_group_id.is_nil()
     assert not ctx.should_capture_child_tasks_in_placement_group
     host, port = ctx.gcs_address.rsplit(":", 1)
     assert host and int(port) > 0
@@ -200,3 +202,28 @@ def test_ray_id_classes_and_cloudpickle_are_exported():
     assert zray.NodeID.from_hex("ab" * 16).hex() == "ab" * 16
     assert zray.PlacementGroupID.nil().is_nil()
     assert zray.cloudpickle.loads(zray.cloudpickle.dumps(lambda: 3))() == 3
+
+
+@zray.remote
+def context_dict():
+    return zray.get_runtime_context().get()
+
+
+@zray.remote
+class ContextDict:
+    def get(self):
+        return zray.get_runtime_context().get()
+
+
+def test_runtime_context_dict_and_deprecated_properties(cluster):
+    from zray.util.annotations import RayDeprecationWarning
+    ctx = zray.get_runtime_context()
+    with pytest.warns(RayDeprecationWarning, match="get_xxx_id"):
+        driver = ctx.get()
+    assert set(driver) == {"job_id", "node_id", "namespace"}
+    assert set(zray.get(context_dict.remote())) == {"job_id", "node_id", "namespace", "task_id"}
+    in_actor = zray.get(ContextDict.remote().get.remote())
+    assert set(in_actor) == {"job_id", "node_id", "namespace", "task_id", "actor_id"}
+    for name in ("job_id", "node_id"):
+        with pytest.warns(RayDeprecationWarning, match=f"get_{name}"):
+            assert getattr(ctx, name).hex() == getattr(ctx, f"get_{name}")()

@@ -353,5 +353,6 @@ def get_gpu_ids() -> list:
 
 
 def get_runtime_context():
+    """Starts zray if needed, as Ray's does."""
     from .runtime_context import RuntimeContext
-    return RuntimeContext(process_state.require_worker())
+    return RuntimeContext(_auto_init())

@@ -4,6 +4,11 @@ from __future__ import annotations
 from . import ids
 
 
+def _deprecated(message: str) -> None:
+    from .util.annotations import warn_deprecated
+    warn_deprecated(message, stacklevel=4)
+
+
 class RuntimeContext:
     def __init__(self, worker):
         self._worker = worker
@@ -13,6 +18,10 @@ class RuntimeContext:
 
     @property
     def job_id(self):
+        _deprecated("Use get_job_id() instead")
+        return self._job_id()
+
+    def _job_id(self):
         return ids.JobID(self._ctx().task_id[12:16])
 
     def get_task_id(self):
@@ -22,6 +31,10 @@ class RuntimeContext:
 
     @property
     def task_id(self):
+        _deprecated("Use get_task_id() instead")
+        return self._task_id()
+
+    def _task_id(self):
         return None if self._worker.is_driver else ids.TaskID(self._ctx().task_id)
 
     def get_actor_id(self):
@@ -30,6 +43,10 @@ class RuntimeContext:
 
     @property
     def actor_id(self):
+        _deprecated("Use get_actor_id() instead")
+        return self._actor_id()
+
+    def _actor_id(self):
         actor_id = self._worker.actor_id
         return ids.ActorID(actor_id) if actor_id else None
 
@@ -38,6 +55,10 @@ class RuntimeContext:
 
     @property
     def node_id(self):
+        _deprecated("Use get_node_id() instead")
+        return self._node_id()
+
+    def _node_id(self):
         return ids.NodeID(self._worker.node_id)
 
     def get_worker_id(self) -> str:
@@ -59,7 +80,10 @@ class RuntimeContext:
 
     @property
     def was_current_actor_reconstructed(self) -> bool:
-        return False
+        """Whether this actor has been restarted (its creation ran again)."""
+        if self._worker.actor_id is None:
+            raise AssertionError("This method should't be called inside Ray tasks.")
+        return bool(getattr(self._worker, "actor_restarts", 0))
 
     def get_assigned_resources(self) -> dict:
         """Resources the current task or actor holds while it runs (Ray's
@@ -103,6 +127,7 @@ class RuntimeContext:
 
     @property
     def current_placement_group_id(self):
+        _deprecated("Use get_placement_group_id() instead")
         hex_id = self.get_placement_group_id()
         return ids.PlacementGroupID.from_hex(hex_id) if hex_id else ids.PlacementGroupID.nil()
 
@@ -145,8 +170,19 @@ class RuntimeContext:
         return executor.cancelled == self._ctx().task_id
 
     def get(self) -> dict:
-        return {"job_id": self.job_id, "node_id": self.node_id, "namespace": self.namespace,
-                "task_id": self.task_id, "actor_id": self.actor_id}
+        """Ray's (deprecated) dict of the current ids: a task's and an actor's
+        only where there are ones."""
+        _deprecated("Use get_xxx_id() methods to get relevant ids instead")
+        context = {"job_id": self._job_id(), "node_id": self._node_id(),
+                   "namespace": self.namespace}
+        if not self._worker.is_driver:
+            task_id = self._task_id()
+            if task_id is not None:
+                context["task_id"] = task_id
+            actor_id = self._actor_id()
+            if actor_id is not None:
+                context["actor_id"] = actor_id
+        return context
 
     def _ctx(self):
         return self._worker.task_context()

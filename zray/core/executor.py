@@ -469,6 +469,7 @@ class Executor(AsyncExecution, StreamingExecution):
         self.cw.actor_placement_group = options.get("placement_group")
         self.cw.actor_name = options.get("name")
         self.cw.actor_class_name = spec.function_name
+        self.cw.actor_restarts = options.get("num_restarts", 0)
         if self.cw.actor_gpu_ids:    # for the actor's whole life, before its __init__ runs
             _set_visible_gpus(self.cw.actor_gpu_ids)
         is_async = options.get("is_async", False)

@@ -96,11 +96,12 @@ def _fits(have: dict, need: dict) -> bool:
                for name, amount in need.items() if amount > 0)
 
 
-def _with_gpu_ids(creation_task: tuple, gpu_ids: tuple) -> tuple:
-    """The creation task spec (TaskSpec fields) with ``gpu_ids`` in its options."""
+def _with_options(creation_task: tuple, **extra) -> tuple:
+    """The creation task spec (TaskSpec fields) with ``extra`` in its options:
+    the lease's GPU ids, the restart count (was_current_actor_reconstructed)."""
     from ..core.task_spec import TaskSpec
     spec = TaskSpec(*creation_task)
-    return tuple(spec._replace(options=dict(spec.options or (), gpu_ids=tuple(gpu_ids))))
+    return tuple(spec._replace(options=dict(spec.options or (), **extra)))
 
 
 class ActorManager:
@@ -283,8 +284,13 @@ class ActorManager:
         self._by_worker[ev.worker_id] = actor.actor_id
         out.append(SaveActor(actor.record()))   # a restarted GCS can then free the worker
         creation_task = actor.creation_task
+        extra = {}
         if ev.gpu_ids:   # this lease's devices: the actor sets CUDA_VISIBLE_DEVICES from them
-            creation_task = _with_gpu_ids(creation_task, ev.gpu_ids)
+            extra["gpu_ids"] = tuple(ev.gpu_ids)
+        if actor.num_restarts:
+            extra["num_restarts"] = actor.num_restarts
+        if extra:
+            creation_task = _with_options(creation_task, **extra)
         out.append(PushCreationTask(actor.actor_id, ev.worker_endpoint, creation_task))
 
     def _lease_failed(self, ev: LeaseFailedEvent, now, out):

@@ -18,7 +18,7 @@ _LAZY = {
     "as_completed": "helpers", "map_unordered": "helpers",
     "register_serializer": "serializers", "deregister_serializer": "serializers",
 }
-_SUBMODULES = {"scheduling_strategies", "queue", "multiprocessing", "state"}
+_SUBMODULES = {"scheduling_strategies", "queue", "multiprocessing", "state", "annotations"}
 
 
 def __getattr__(name):

@@ -119,8 +119,28 @@ def test_unpicklable_exception_still_reported(cluster):
     def raise_local():
         raise Local()
 
-    with pytest.raises(exceptions.RayTaskError, match="local error"):
+    with pytest.raises(exceptions.RayTaskError, match="local error") as info:
         zray.get(raise_local.remote())
+    # Ray's stand-in for the cause: a RayError saying why, with the traceback.
+    assert type(info.value.cause) is exceptions.RayError
+    assert "Local isn't serializable" in str(info.value.cause)
+    assert "local error" in str(info.value.cause)
+
+
+class TwoPartError(Exception):
+    def __init__(self, one, two):
+        super().__init__(one, two)
+        self.one, self.two = one, two
+
+
+def test_dual_exception_instances_pickle_as_both_types():
+    import pickle
+    err = exceptions.RayTaskError("f", "a traceback", TwoPartError("1", "2"))
+    dual = err.make_dual_exception_instance()
+    back = pickle.loads(pickle.dumps(dual))
+    assert isinstance(back, TwoPartError) and isinstance(back, exceptions.RayTaskError)
+    assert (back.one, back.two) == ("1", "2") and "a traceback" in str(back)
+    assert err.as_instanceof_cause().one == "1"
 
 
 def test_error_through_nested_tasks(cluster):

@@ -87,28 +87,35 @@ class RayTaskError(RayError):
 
     def as_instanceof_cause(self):
         """An exception that is both a RayTaskError and an instance of the
-        user's exception type, so ``except ValueError`` catches it."""
+        user's exception type, so ``except ValueError`` catches it (self if
+        that type cannot be subclassed)."""
         cause_cls = type(self.cause)
         if self.cause is None or issubclass(RayTaskError, cause_cls):
             return self
         if isinstance(self.cause, RayTaskError):
             return self.cause
         try:
-            cls = _dual_classes.get(cause_cls)
-            if cls is None:
-                cls = _make_dual_class(cause_cls)
-                _dual_classes[cause_cls] = cls
-            err = cls.__new__(cls)
-            RayTaskError.__init__(err, self.function_name, self.traceback_str, self.cause,
-                                  self.proctitle, self.pid, self.ip, self.actor_repr,
-                                  self.actor_id)
-            err.args = (self._message(),)
-            # Keep the user's exception attributes visible (e.g. e.errno).
-            for key, value in getattr(self.cause, "__dict__", {}).items():
-                err.__dict__.setdefault(key, value)
-            return err
+            return self.make_dual_exception_instance()
         except TypeError:
             return self
+
+    def make_dual_exception_instance(self):
+        """Ray's: an instance of both RayTaskError and the cause's class
+        (TypeError if that class cannot be subclassed).  It pickles as such."""
+        cause_cls = type(self.cause)
+        cls = _dual_classes.get(cause_cls)
+        if cls is None:
+            cls = _make_dual_class(cause_cls)
+            _dual_classes[cause_cls] = cls
+        err = cls.__new__(cls)
+        RayTaskError.__init__(err, self.function_name, self.traceback_str, self.cause,
+                              self.proctitle, self.pid, self.ip, self.actor_repr,
+                              self.actor_id)
+        err.args = (self._message(),)
+        # Keep the user's exception attributes visible (e.g. e.errno).
+        for key, value in getattr(self.cause, "__dict__", {}).items():
+            err.__dict__.setdefault(key, value)
+        return err
 
 
 _dual_classes: dict = {}
@@ -159,12 +166,24 @@ def _make_dual_class(cause_cls):
         return RayTaskError._message(self)
 
     def __reduce__(self):
-        return RayTaskError.__reduce__(self)
+        return _rebuild_dual, RayTaskError.__reduce__(self)[1]
 
     name = f"RayTaskError({cause_cls.__name__})"
     return type(name, (RayTaskError, cause_cls),
                 {"__init__": __init__, "__getattr__": __getattr__, "__str__": __str__,
                  "__reduce__": __reduce__, "__module__": __name__})
+
+
+def _rebuild_dual(*args):
+    return RayTaskError(*args).as_instanceof_cause()
+
+
+def unserializable_cause(cause, problem, traceback_str: str) -> "RayError":
+    """What a task's error carries instead of an exception that cannot be
+    pickled (Ray's wording)."""
+    err_type = f"{type(cause).__module__}.{type(cause).__name__}"
+    return RayError(f"Exception {err_type} isn't serializable: {problem}.\n"
+                    f"Original exception details:\n{traceback_str}")
 
 
 def _node_ip():

@@ -447,10 +447,12 @@ class Executor(AsyncExecution, StreamingExecution):
     def _error_returns(self, spec, err) -> list:
         try:
             blob = serialization.serialize_inline(err)[0]
-        except Exception:
+        except Exception as problem:
             if isinstance(err, exceptions.RayTaskError):
-                err = exceptions.RayTaskError(err.function_name, err.traceback_str,
-                                              RuntimeError(repr(err.cause)), pid=err.pid)
+                err = exceptions.RayTaskError(
+                    err.function_name, err.traceback_str,
+                    exceptions.unserializable_cause(err.cause, problem, err.traceback_str),
+                    pid=err.pid)
             else:
                 err = exceptions.RaySystemError(repr(err))
             blob = serialization.serialize_inline(err)[0]

@@ -128,6 +128,12 @@ def test_py_modules_are_importable_in_workers(cluster, tmp_path):
     env = {"py_modules": [str(package), str(single)]}
     assert tuple(zray.get(imports_modules.options(runtime_env=env).remote(), timeout=30)) == (
         "package", "module")
+    # Local file:// URIs name the same sources (Ray takes them too).
+    env = {"py_modules": [f"file://localhost{package}", f"file://{single}"]}
+    assert tuple(zray.get(imports_modules.options(runtime_env=env).remote(), timeout=30)) == (
+        "package", "module")
+    with pytest.raises(ValueError, match="must name this host"):
+        imports_modules.options(runtime_env={"py_modules": ["file://elsewhere/x"]}).remote()
 
 
 def test_working_dir_from_a_zip_and_for_actors(cluster, tmp_path):

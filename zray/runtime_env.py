@@ -91,6 +91,13 @@ def _local_source(source, what: str, dirs_only: bool = False) -> str:
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"{what} must be a local path, got {type(source).__name__}.")
     source = os.fspath(source)
+    if source.startswith("file://"):   # a local URI: file:///dir or file://localhost/dir
+        from urllib.parse import unquote, urlparse
+        parsed = urlparse(source)
+        if parsed.netloc not in ("", "localhost"):
+            raise ValueError(f"{what} {source!r}: a file:// URI must name this host "
+                             f"(file:///path or file://localhost/path).")
+        source = unquote(parsed.path)
     if "://" in source:
         raise ValueError(f"{what} {source!r}: remote URIs are not supported by zray "
                          f"(give a local directory or .zip file).")

@@ -51,6 +51,24 @@ def test_no_gpu_no_devices(cluster):
     assert zray.get_gpu_ids() == []
 
 
+@zray.remote
+def worker_pid(barrier=None):
+    if barrier is not None:
+        zray.get(barrier.arrive.remote())
+    return os.getpid()
+
+
+def test_gpu_and_cpu_tasks_never_share_a_worker_process(cluster):
+    """As in Ray: a worker that ran a GPU task serves only GPU tasks, and one
+    that ran a CPU task only CPU tasks (device state must not leak)."""
+    barrier = Barrier.remote(4)       # every worker the node started runs a CPU task
+    cpu_pids = set(zray.get([worker_pid.remote(barrier) for _ in range(4)], timeout=30))
+    gpu_pids = {zray.get(worker_pid.options(num_gpus=1).remote(), timeout=30) for _ in range(4)}
+    assert cpu_pids and gpu_pids and not cpu_pids & gpu_pids
+    again = {zray.get(worker_pid.remote(), timeout=30) for _ in range(4)}
+    assert not again & gpu_pids
+
+
 def test_an_actor_keeps_its_device(cluster):
     actor = GpuActor.remote()
     first = zray.get(actor.devices.remote())

@@ -47,6 +47,11 @@ class Lease:
         self.gpu_pool = gpu_pool      # the node's GpuInstances, or a group bundle's
 
 
+def _uses_gpu(demand: dict) -> bool:
+    return any(amount > 0 and (name == "GPU" or name.startswith("GPU_group_"))
+               for name, amount in demand.items())
+
+
 def _in_group(demand: dict) -> bool:
     return any("_group_" in name for name in demand)
 
@@ -104,7 +109,7 @@ class LeaseHandlers:
                 need_reclaim = True   # idle leases may hold the fractions it needs
                 continue
             gpu_pool, gpus = assigned
-            worker = pool.pop_idle(request.env)
+            worker = pool.pop_idle(request.env, _uses_gpu(request.demand))
             if worker is None:
                 if gpu_pool is not None:
                     gpu_pool.release(gpus)

@@ -21,7 +21,7 @@ STARTING, IDLE, LEASED, ACTOR, EXITING, DEAD = "STARTING", "IDLE", "LEASED", "AC
 
 class WorkerInfo:
     __slots__ = ("worker_id", "pid", "endpoint", "state", "lease", "actor_id", "blocked",
-                 "idle_since", "started_at", "env")
+                 "idle_since", "started_at", "env", "gpu")
 
     def __init__(self, worker_id, env=()):
         self.worker_id = worker_id
@@ -34,6 +34,10 @@ class WorkerInfo:
         self.blocked = False
         self.idle_since = time.monotonic()
         self.started_at = time.monotonic()
+        # Whether its first lease used GPUs (None: not leased yet).  As in
+        # Ray, a worker serves only that kind from then on, so device state a
+        # GPU task set up never leaks into CPU tasks and the other way round.
+        self.gpu = None
 
 
 class WorkerPool:
@@ -94,16 +98,18 @@ class WorkerPool:
         info.idle_since = time.monotonic()
         self.idle.append(info.worker_id)
 
-    def pop_idle(self, env=()):
-        """The most recently idle worker of this runtime env, or None."""
+    def pop_idle(self, env=(), gpu: bool = False):
+        """The most recently idle worker of this runtime env that has served
+        only ``gpu`` leases (or none yet), or None."""
         idle = self.idle
         for position in range(len(idle) - 1, -1, -1):
             info = self.workers.get(idle[position])
             if info is None or info.state != IDLE:
                 del idle[position]          # stale entry
                 continue
-            if info.env == env:
+            if info.env == env and (info.gpu is None or info.gpu == gpu):
                 del idle[position]
+                info.gpu = gpu
                 return info
         return None
 

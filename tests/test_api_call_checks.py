@@ -106,3 +106,29 @@ def test_lower_level_remote_takes_args_kwargs_and_options(cluster):
 def test_object_id_is_the_old_name_of_object_ref(cluster):
     assert zray.ObjectID is zray.ObjectRef
     assert isinstance(zray.put(1), zray.ObjectID)
+
+
+def test_actor_class_reads_through_to_the_user_class_and_refuses_subclassing():
+    @zray.remote
+    class WithConstants:
+        LIMIT = 5
+
+        @staticmethod
+        def helper():
+            return "static"
+
+        def method_one(self):
+            return 1
+
+    assert WithConstants.LIMIT == 5 and WithConstants.helper() == "static"
+    assert "method_one" in dir(WithConstants) and "remote" in dir(WithConstants)
+    with pytest.raises(zray.actor.ActorClassInheritanceException, match="not currently supported"):
+        class Derived(WithConstants):
+            pass
+
+
+def test_auto_init_can_be_turned_off_as_in_ray(no_cluster, monkeypatch):
+    monkeypatch.setenv("RAY_ENABLE_AUTO_CONNECT", "0")
+    with pytest.raises(zray.exceptions.RaySystemError, match="zray.init"):
+        zray.put(1)
+    assert not zray.is_initialized()

@@ -112,6 +112,10 @@ class _ArgumentCheck:
             raise TypeError(f"{exc} (calling '{self._where}.remote()')") from None
 
 
+class ActorClassInheritanceException(TypeError):
+    """A class was defined with an actor class as a base (Ray refuses that too)."""
+
+
 class ActorClass:
     def __init__(self, cls, options: dict):
         self._cls = cls
@@ -126,6 +130,22 @@ class ActorClass:
         name = self._cls.__name__
         raise TypeError(f"Actors cannot be instantiated directly. Instead of '{name}()', "
                         f"use '{name}.remote()'.")
+
+    def __getattr__(self, name):
+        # The user class's attributes (class constants, static helpers) read
+        # through the actor class, as in Ray, whose actor class derives from it.
+        if name.startswith("__") or name in ("_cls", "_options", "_meta"):
+            raise AttributeError(name)
+        return getattr(self._cls, name)
+
+    def __dir__(self):
+        return sorted(set(object.__dir__(self)) | set(dir(self._cls)))
+
+    def __mro_entries__(self, bases):
+        raise ActorClassInheritanceException(
+            f"Attempted to define a subclass of actor class '{self._cls.__name__}'. Inheriting "
+            f"from actor classes is not currently supported. You can instead inherit from a "
+            f"non-actor base class and make the derived class an actor class (with @zray.remote).")
 
     def remote(self, *args, **kwargs):
         return self._submit(args, kwargs, self._options)

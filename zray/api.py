@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 
+from . import exceptions
 from .actor import ActorClass, ActorHandle, get_handle
 from .core import process_state
 from .core.object_ref_generator import ObjectRefGenerator
@@ -148,8 +149,14 @@ def _context():
 
 
 def _auto_init():
+    """The process's core worker, starting zray first as Ray does unless the
+    program turned that off (RAY_ENABLE_AUTO_CONNECT=0, Ray's switch)."""
     worker = process_state.worker
     if worker is None:
+        if os.environ.get("RAY_ENABLE_AUTO_CONNECT", "") == "0":
+            raise exceptions.RaySystemError(
+                "zray has not been started yet (RAY_ENABLE_AUTO_CONNECT=0 turns off starting "
+                "it on first use). You can start it with 'zray.init()'.")
         with _init_lock:
             if process_state.worker is None:
                 init()

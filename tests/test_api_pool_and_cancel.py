@@ -66,6 +66,45 @@ def test_actor_pool_get_next_timeout(cluster):
     assert pool.get_next(timeout=30) == 0
 
 
+def test_actor_pool_map_submits_at_once_and_skips_uncollected_results(cluster):
+    signal = Signal.remote()
+    pool = ActorPool([Doubler.remote(), Doubler.remote()])
+    pool.submit(lambda a, v: a.slow_double.remote(v, signal), 0)   # never collected
+    results = pool.map(lambda a, v: a.double.remote(v), [1, 2, 3])
+    # Submitted before the first next(), as in Ray: the busy actor's turn comes later.
+    assert not pool.has_free()
+    zray.get(signal.send.remote())
+    assert list(results) == [2, 4, 6]
+
+
+def test_actor_pool_ignored_timeouts_raise_and_skip_the_task(cluster):
+    signal = Signal.remote()
+    pool = ActorPool([Doubler.remote()])
+    pool.submit(lambda a, v: a.slow_double.remote(v, signal), 0)
+    pool.submit(lambda a, v: a.double.remote(v), 5)
+    with pytest.raises(TimeoutError, match="has been ignored"):
+        pool.get_next_unordered(timeout=0.1, ignore_if_timedout=True)
+    zray.get(signal.send.remote())
+    assert pool.get_next_unordered(timeout=30) == 10 and not pool.has_next()
+
+
+@zray.remote
+class Mortal:
+    def work(self, x):
+        if x < 0:
+            os._exit(1)
+        return x
+
+
+def test_actor_pool_stops_using_an_actor_that_died(cluster):
+    pool = ActorPool([Mortal.remote(), Mortal.remote()])
+    pool.submit(lambda a, v: a.work.remote(v), -1)
+    with pytest.raises(exceptions.ActorDiedError):
+        pool.get_next(timeout=30)
+    assert list(pool.map(lambda a, v: a.work.remote(v), [1, 2, 3])) == [1, 2, 3]
+    assert len(pool._idle_actors) == 1
+
+
 # ------------------------------------------------------------------ cancel ---
 @zray.remote
 def spin(seconds, started=None):

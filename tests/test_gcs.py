@@ -16,6 +16,7 @@ import time
 import pytest
 import zmq
 
+from zray.gcs import actor_manager as am
 from zray.gcs.client import GcsClient
 from zray.gcs.errors import GcsError, GcsErrorCode
 from zray.sockets import messages as msg
@@ -396,9 +397,9 @@ def test_actor_creation_kill_through_raylet_and_worker(start_gcs, client_for, so
     assert changed.endpoint == worker_endpoint
     client.call(M.KILL_ACTOR, b"a1", True)
     _, kill = receive(raylet, accept=lambda m: isinstance(m[1], msg.KillWorker))
-    assert kill == msg.KillWorker(b"W" * 16, True, "The actor was killed by zray.kill()")
+    assert kill == msg.KillWorker(b"W" * 16, True, am.KILLED_MESSAGE)
     info = client.call(M.GET_ACTOR_INFO, b"a1", False)
-    assert info["state"] == "DEAD" and info["death_message"] == "The actor was killed by zray.kill()"
+    assert info["state"] == "DEAD" and info["death_message"] == am.KILLED_MESSAGE
 
 
 def test_wait_alive_released_when_node_unregistered(start_gcs, client_for, sockets):

@@ -4,6 +4,7 @@ import pytest
 
 from zray.gcs import actor_events as ae
 from zray.gcs import actor_manager as am
+from zray.core.task_spec import TaskSpec
 from zray.gcs.errors import GcsErrorCode
 from zray.sockets.messages import ReturnKind, TaskStatus
 
@@ -11,7 +12,8 @@ NODE_A = b"A" * 16
 NODE_B = b"B" * 16
 JOB_1 = b"\x01\x00\x00\x00"
 JOB_2 = b"\x02\x00\x00\x00"
-CREATION_TASK = ("creation-task",)
+# A creation task with every TaskSpec field empty (the manager only adds options).
+CREATION_TASK = tuple([None] * len(TaskSpec._fields))
 
 
 def of_type(actions, cls):
@@ -76,7 +78,7 @@ class Cluster:
     def bring_up(self, lease):
         worker_id, actions = self.grant(lease)
         push = only(actions, ae.PushCreationTask)
-        assert push.spec == CREATION_TASK
+        assert TaskSpec(*push.spec)._replace(options=None) == TaskSpec(*CREATION_TASK)
         self.reply(push)
         assert self.state(lease.actor_id) == am.ALIVE
         return worker_id
@@ -144,6 +146,24 @@ def test_worker_death_restarts_until_max_restarts_then_dies():
     actions = cluster.handle(ae.WorkerDiedEvent(worker_id, "segfault again"))
     assert only(actions, ae.PublishActor).record["state"] == am.DEAD
     assert "segfault again" in cluster.manager.info(b"x1")["death_message"]
+    assert not of_type(actions, ae.RequestLease)
+
+
+def test_a_restarted_actor_is_told_its_restart_count():
+    cluster = Cluster(NODE_A)
+    worker_id = cluster.start_actor(b"x1", max_restarts=1)
+    lease = only(cluster.handle(ae.WorkerDiedEvent(worker_id, "segfault")), ae.RequestLease)
+    _, actions = cluster.grant(lease)
+    pushed = TaskSpec(*only(actions, ae.PushCreationTask).spec)
+    assert pushed.options == {"num_restarts": 1}
+
+
+def test_an_intended_exit_is_not_restarted():
+    cluster = Cluster(NODE_A)
+    worker_id = cluster.start_actor(b"x1", max_restarts=3)
+    actions = cluster.handle(ae.WorkerDiedEvent(worker_id, "exited with code 0", True))
+    assert only(actions, ae.PublishActor).record["state"] == am.DEAD
+    assert "INTENDED_USER_EXIT" in cluster.manager.info(b"x1")["death_message"]
     assert not of_type(actions, ae.RequestLease)
 
 

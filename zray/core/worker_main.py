@@ -14,16 +14,24 @@ log = logging.getLogger(__name__)
 
 
 def _retire_on_sigterm(cw) -> None:
-    """SIGTERM is the raylet's idle-worker reaper.  Like Ray's worker, this
-    one does not leave while it owns objects or actors (their borrowers would
-    get OwnerDiedError): it exits once it is idle and owns nothing.  The
-    raylet no longer leases it meanwhile."""
+    """SIGTERM is the raylet's idle-worker reaper, or a graceful kill of an
+    actor.  An idle worker does not leave while it owns objects or actors
+    (like Ray's: their borrowers would get OwnerDiedError): it exits once it
+    owns nothing, and the raylet no longer leases it meanwhile.  An actor
+    leaves once its calls are done (run_exit_hooks then runs its
+    __ray_shutdown__)."""
     asked = []
     signal.signal(signal.SIGTERM, lambda signum, frame: asked.append(signum))
 
     def retire_when_unneeded():   # a tick: the loop lock is held
         executor = cw.executor
-        if not asked or executor.queue or executor.running is not None:
+        if not asked:
+            return
+        if executor.actor is not None:
+            if executor.request_graceful_exit():
+                cw.loop.wake_leader()
+            return
+        if executor.queue or executor.running is not None:
             return
         cw.refs.apply_ref_ops()
         if any(entry.owned for entry in cw.refs.objects.values()):
@@ -67,6 +75,8 @@ def run(session_dir: str, raylet_endpoint: str, worker_id: bytes) -> int:
     cw.connect()
     code = cw.executor.run_forever()
     try:
+        if code == 0 and cw.executor.actor is not None:
+            cw.executor.run_exit_hooks()
         cw.shutdown(linger_ms=EXIT_FLUSH_MS)
     finally:
         os._exit(code)

@@ -61,6 +61,7 @@ class CreationTaskRepliedEvent(NamedTuple):
 class WorkerDiedEvent(NamedTuple):
     worker_id: bytes
     message: str
+    intended: bool = False
 
 
 class NodeAddedEvent(NamedTuple):
@@ -125,6 +126,7 @@ class KillWorker(NamedTuple):
     node_id: bytes
     worker_id: bytes
     message: str
+    graceful: bool = False    # let the actor finish its calls and run __ray_shutdown__
 
 
 class SaveActor(NamedTuple):

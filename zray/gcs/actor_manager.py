@@ -43,8 +43,11 @@ ALIVE = "ALIVE"
 RESTARTING = "RESTARTING"
 DEAD = "DEAD"
 
-KILLED_MESSAGE = "The actor was killed by zray.kill()"
+KILLED_MESSAGE = "The actor is dead because it was killed by `ray.kill`."   # Ray's words
 OWNER_DIED_MESSAGE = "The actor died because its owner has died."
+INTENDED_EXIT_MESSAGE = ("The actor is dead because its worker process has died. Worker exit "
+                         "type: INTENDED_USER_EXIT Worker exit detail: Worker exits by an user "
+                         "request. exit_actor() is called.")
 OUT_OF_SCOPE_MESSAGE = "The actor is dead because all references to the actor were removed."
 JOB_FINISHED_MESSAGE = "The actor is dead because its job finished."
 GROUP_REMOVED_MESSAGE = "The actor died because its placement group was removed."
@@ -246,13 +249,13 @@ class ActorManager:
     def _out_of_scope(self, ev: ActorOutOfScopeEvent, now, out):
         actor = self._actors.get(ev.actor_id)
         if actor is not None and not actor.detached and actor.state != DEAD:
-            self._stop_placement(actor, out, kill_message=OUT_OF_SCOPE_MESSAGE)
+            self._stop_placement(actor, out, kill_message=OUT_OF_SCOPE_MESSAGE, graceful=True)
             self._die(actor, OUT_OF_SCOPE_MESSAGE, out)
 
     def _job_finished(self, ev: JobFinishedEvent, now, out):
         for actor in list(self._actors.values()):
             if actor.job_id == ev.job_id and not actor.detached and actor.state != DEAD:
-                self._stop_placement(actor, out, kill_message=JOB_FINISHED_MESSAGE)
+                self._stop_placement(actor, out, kill_message=JOB_FINISHED_MESSAGE, graceful=True)
                 self._die(actor, JOB_FINISHED_MESSAGE, out)
 
     def _group_removed(self, ev: PlacementGroupRemovedEvent, now, out):
@@ -333,7 +336,11 @@ class ActorManager:
         actor = self._actors.get(self._by_worker.get(ev.worker_id))
         if actor is not None and actor.state != DEAD:
             self._stop_placement(actor, out, kill_message=None)
-            self._worker_lost(actor, f"The actor died because its worker process died: {ev.message}", out)
+            if ev.intended:   # exit_actor() or __ray_terminate__: not a crash, no restart
+                self._die(actor, INTENDED_EXIT_MESSAGE, out)
+            else:
+                self._worker_lost(
+                    actor, f"The actor died because its worker process died: {ev.message}", out)
         # Non-detached actors die with the worker that created them (Ray's owner rule).
         for owned in [a for a in self._actors.values()
                       if a.owner_id == ev.worker_id and not a.detached and a.state != DEAD]:
@@ -428,8 +435,11 @@ class ActorManager:
         actor.node_id = actor.worker_id = actor.lease_id = None
         actor.worker_endpoint = actor.endpoint = None
 
-    def _stop_placement(self, actor: _Actor, out, kill_message: Optional[str]):
-        """Drop the actor's lease request and worker (killing it if kill_message)."""
+    def _stop_placement(self, actor: _Actor, out, kill_message: Optional[str],
+                        graceful: bool = False):
+        """Drop the actor's lease request and worker (killing it if kill_message;
+        ``graceful``: it ends after its calls, running __ray_shutdown__, as Ray's
+        actors do when their handles are gone or their job ends)."""
         self._infeasible.pop(actor.actor_id, None)
         self._backoff.pop(actor.actor_id, None)
         if actor.lease_request is not None:
@@ -443,7 +453,8 @@ class ActorManager:
             if actor.state != ALIVE:   # creation was pushed and not settled
                 out.append(CloseWorkerChannel(actor.worker_endpoint))
             if kill_message is not None and actor.node_id in self._nodes:
-                out.append(KillWorker(actor.node_id, actor.worker_id, kill_message))
+                out.append(KillWorker(actor.node_id, actor.worker_id, kill_message,
+                                      graceful and actor.state == ALIVE))
         self._clear_worker(actor)
 
     def _worker_lost(self, actor: _Actor, message: str, out):

@@ -216,7 +216,7 @@ class GcsServer:
                 self._send_to_raylet(action.node_id, msg.ReturnWorker(action.lease_id, True))
             elif kind is ae.KillWorker:
                 self._send_to_raylet(action.node_id, msg.KillWorker(
-                    action.worker_id, True, action.message))
+                    action.worker_id, not action.graceful, action.message))
             elif kind is pgm.PrepareBundles:
                 self._send_to_raylet(action.node_id, msg.PrepareBundles(
                     action.pg_id, action.attempt, action.bundles))

@@ -127,7 +127,7 @@ class GcsService:
         if len(self._dead_workers) > MAX_REMEMBERED_DEAD_WORKERS:
             self._dead_workers.pop(next(iter(self._dead_workers)))
         self._out.append(Publish(msg.worker_topic(report.worker_id), report))
-        self._actor_event(ae.WorkerDiedEvent(report.worker_id, report.message))
+        self._actor_event(ae.WorkerDiedEvent(report.worker_id, report.message, bool(report.intended)))
         return self._out
 
     def actor_event(self, event, now: float) -> list:

@@ -8,6 +8,8 @@ wait.  A worker blocked in get/wait gives its CPU back until it resumes.
 """
 from __future__ import annotations
 
+import logging
+import signal
 import time
 from collections import deque
 
@@ -17,6 +19,9 @@ from . import resources as res
 from .worker_pool import ACTOR, LEASED
 
 RECLAIM_INTERVAL_S = 0.05
+GRACEFUL_EXIT_S = 30.0       # a gracefully killed actor's time to run __ray_shutdown__
+
+log = logging.getLogger("zray.raylet")
 
 
 class LeaseRequest:
@@ -197,5 +202,24 @@ class LeaseHandlers:
 
     def on_kill_worker(self, identity, msg) -> None:
         info = self.pool.workers.get(msg.worker_id)
-        if info is not None:
+        if info is None:
+            return
+        if msg.force or info.pid is None:
             self.pool.kill(info)
+            return
+        # Graceful (an actor whose handles are gone, or whose job ended): SIGTERM
+        # lets it finish its calls and run __ray_shutdown__; SIGKILL if it has
+        # not left within GRACEFUL_EXIT_S.
+        self.pool.kill(info, signal.SIGTERM)
+        self.graceful_deadlines[msg.worker_id] = time.monotonic() + GRACEFUL_EXIT_S
+
+    def enforce_graceful_deadlines(self, now) -> None:
+        for worker_id, deadline in list(self.graceful_deadlines.items()):
+            info = self.pool.workers.get(worker_id)
+            if info is None:
+                del self.graceful_deadlines[worker_id]
+            elif now >= deadline:
+                del self.graceful_deadlines[worker_id]
+                log.warning("worker %s did not exit within %ss of a graceful kill: killing it",
+                            worker_id.hex(), GRACEFUL_EXIT_S)
+                self.pool.kill(info)

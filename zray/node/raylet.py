@@ -66,6 +66,7 @@ class Raylet(LeaseHandlers, BundleHandlers, StoreHandlers):
         self.bundles: dict = {}          # (pg_id, index) -> bundle_handlers.Bundle
         self.lease_queue: deque = deque()
         self.leases: dict = {}
+        self.graceful_deadlines: dict = {}   # worker_id -> when a graceful kill turns SIGKILL
         self.lease_ids = iter(range(1, 1 << 62))
         self.clients: dict = {}          # identity -> {"pid", "is_driver", "pins": {oid: n}}
         self._last_reclaim = 0.0
@@ -150,6 +151,7 @@ class Raylet(LeaseHandlers, BundleHandlers, StoreHandlers):
                 self.expire_waiting(now)
                 self._check_clients(now)
                 self._reap_idle_workers(now)
+                self.enforce_graceful_deadlines(now)
                 self.abort_orphaned_creations(now)
                 if self.lease_queue:
                     # Requests waiting for resources: ask owners again for their idle
@@ -289,7 +291,10 @@ class Raylet(LeaseHandlers, BundleHandlers, StoreHandlers):
             self.give_back(lease)
             if info.actor_id is None:
                 self.send(lease.client, m.LeasedWorkerDied(lease.lease_id, info.worker_id, message))
-        self.gcs.send(m.encode(m.WorkerDied(self.node_id, info.worker_id, info.actor_id, message)))
+        # Exit code 0 is a worker leaving on purpose (exit_actor, __ray_terminate__,
+        # a graceful kill); anything else, or a signal, is a crash.
+        self.gcs.send(m.encode(m.WorkerDied(self.node_id, info.worker_id, info.actor_id, message,
+                                            code == 0)))
         self._schedule()
 
     def on_node_stats(self, identity, msg) -> None:

@@ -417,6 +417,7 @@ class WorkerDied(NamedTuple):
     worker_id: bytes
     actor_id: Optional[bytes]
     message: str
+    intended: bool = False    # the process exited on purpose (exit_actor, __ray_terminate__)
 
 
 class NodeChanged(NamedTuple):

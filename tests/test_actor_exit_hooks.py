@@ -1,0 +1,107 @@
+"""How an actor leaves, as in Ray: on purpose (exit_actor, __ray_terminate__)
+or gracefully (its handles are gone) it runs __ray_shutdown__ and the
+process's atexit handlers, and it is not restarted; ray.kill runs neither."""
+from __future__ import annotations
+
+import atexit
+import asyncio
+import gc
+import os
+
+import pytest
+
+import zray
+from conftest import wait_for
+
+CLUSTER = dict(num_cpus=2)
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def _mark(path: str, text: str) -> None:
+    with open(path, "a") as f:
+        f.write(text + "\n")
+
+
+@zray.remote(max_restarts=2)
+class Tidy:
+    def __init__(self, marks: str):
+        self.marks = marks
+        atexit.register(_mark, marks, "atexit")
+
+    def __ray_shutdown__(self):
+        _mark(self.marks, "shutdown")
+
+    def pid(self):
+        return os.getpid()
+
+    def leave(self):
+        zray.actor.exit_actor()
+
+
+@zray.remote
+class AsyncTidy:
+    def __init__(self, marks: str):
+        self.marks = marks
+
+    async def __ray_shutdown__(self):
+        await asyncio.sleep(0)
+        _mark(self.marks, "async-shutdown")
+
+    async def pid(self):
+        return os.getpid()
+
+
+def _marks(path) -> list:
+    return open(path).read().split() if os.path.exists(path) else []
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_exit_actor_runs_the_hooks_and_is_not_restarted(cluster, tmp_path):
+    marks = str(tmp_path / "marks")
+    actor = Tidy.remote(marks)
+    pid = zray.get(actor.pid.remote(), timeout=30)
+    with pytest.raises(zray.exceptions.ActorDiedError, match="exit_actor"):
+        zray.get(actor.leave.remote(), timeout=30)
+    wait_for(lambda: _gone(pid), 15, "the actor's process to exit")
+    assert _marks(marks) == ["shutdown", "atexit"]
+    # max_restarts=2, but leaving on purpose is not a crash.
+    with pytest.raises(zray.exceptions.RayActorError, match="INTENDED_USER_EXIT"):
+        zray.get(actor.pid.remote(), timeout=30)
+
+
+def test_ray_terminate_runs_the_hooks_after_earlier_calls(cluster, tmp_path):
+    marks = str(tmp_path / "marks")
+    actor = Tidy.remote(marks)
+    pid = zray.get(actor.pid.remote(), timeout=30)
+    actor.__ray_terminate__.remote()
+    wait_for(lambda: _gone(pid), 15, "the actor's process to exit")
+    assert _marks(marks) == ["shutdown", "atexit"]
+    with pytest.raises(zray.exceptions.RayActorError):
+        zray.get(actor.pid.remote(), timeout=30)
+
+
+def test_an_actor_whose_handles_are_gone_shuts_down_gracefully(cluster, tmp_path):
+    marks = str(tmp_path / "marks")
+    actor = AsyncTidy.remote(marks)
+    pid = zray.get(actor.pid.remote(), timeout=30)
+    del actor
+    gc.collect()
+    wait_for(lambda: _gone(pid), 15, "the actor's process to exit")
+    assert _marks(marks) == ["async-shutdown"]
+
+
+def test_kill_runs_no_hooks(cluster, tmp_path):
+    marks = str(tmp_path / "marks")
+    actor = Tidy.remote(marks)
+    pid = zray.get(actor.pid.remote(), timeout=30)
+    zray.kill(actor)
+    wait_for(lambda: _gone(pid), 15, "the actor's process to exit")
+    assert _marks(marks) == []

@@ -73,9 +73,24 @@ def test_task_error_message_has_traceback_and_function_name(cluster):
     with pytest.raises(ZeroDivisionError) as info:
         zray.get(fails_deep.remote())
     text = str(info.value)
-    assert "fails_deep" in text
-    assert "helper_that_fails" in text and "Traceback" in text
+    # Ray's format: where it ran, then the user's frames only.
+    assert text.startswith("zray::fails_deep() (pid=")
+    assert "helper_that_fails" in text and "Traceback" not in text
     assert "ZeroDivisionError" in text and "division by zero" in text
+    assert "zray/core" not in text
+
+
+def test_a_task_whose_argument_failed_raises_its_own_error(cluster):
+    @zray.remote
+    def passes(x):
+        return x
+
+    with pytest.raises(ValueError) as info:
+        zray.get(passes.remote(raise_value_error.remote()), timeout=30)
+    assert isinstance(info.value, exceptions.RayTaskError)
+    text = str(info.value)
+    assert text.startswith("zray::") and "passes" in text.splitlines()[0]
+    assert "At least one of the input arguments" in text and "the message 123" in text
 
 
 def test_user_exception_types(cluster):

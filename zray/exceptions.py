@@ -69,13 +69,30 @@ class RayTaskError(RayError):
         Exception.__init__(self, self._message())
 
     def _message(self):
-        header = f"{type(self.cause).__name__ if self.cause is not None else 'RayTaskError'}"
-        where = f"{self.proctitle} (pid={self.pid}, ip={self.ip}"
+        """Ray's format: the remote traceback with its "Traceback" line replaced
+        by where the task ran, and zray's own frames left out."""
+        where = f"{self.proctitle}() (pid={self.pid}, ip={self.ip}"
         if self.actor_repr:
             where += f", actor_id={self.actor_id}, repr={self.actor_repr}"
         where += ")"
-        body = self.traceback_str or ""
-        return f"{header}: {where}\n{body}".rstrip()
+        out = []
+        in_internal_frame = False
+        for line in (self.traceback_str or "").strip().split("\n"):
+            if line.startswith("Traceback "):
+                out.append(where)
+                in_internal_frame = False
+            elif line.startswith('  File "'):
+                in_internal_frame = _is_internal_frame(line)
+                if not in_internal_frame:
+                    out.append(line)
+            elif in_internal_frame and line.startswith("    "):
+                continue      # the source (and caret) lines of a zray frame
+            else:
+                in_internal_frame = False
+                out.append(line)
+        if not out or out[0] != where:
+            out.insert(0, where)
+        return "\n".join(out).rstrip()
 
     def __str__(self):
         return self._message()
@@ -119,6 +136,13 @@ class RayTaskError(RayError):
 
 
 _dual_classes: dict = {}
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _is_internal_frame(line: str) -> bool:
+    """A traceback "  File ..." line of zray's own code (not the user's)."""
+    path = line[len('  File "'):].split('"', 1)[0]
+    return path.startswith(_PACKAGE_DIR) and os.sep + "tests" + os.sep not in path
 
 
 def _portable(cause):
@@ -172,6 +196,10 @@ def _make_dual_class(cause_cls):
     return type(name, (RayTaskError, cause_cls),
                 {"__init__": __init__, "__getattr__": __getattr__, "__str__": __str__,
                  "__reduce__": __reduce__, "__module__": __name__})
+
+
+def qualified_name(cls) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _rebuild_dual(*args):

@@ -16,6 +16,7 @@ import zmq
 from .. import exceptions, serialization
 from ..sockets import messages as m
 from ..sockets.messages import GcsMethod, ReturnKind
+from .object_api import dependency_error_blob
 from .task_submitter import resolve_args
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,7 @@ class ActorSubmitter:
             if call.deps:
                 resolved, error = resolve_args(call.deps)
                 if error is not None:
+                    error = dependency_error_blob(error, call.spec)
                     self._finish(call, [(ERROR, error)] * len(call.return_ids))
                     continue
                 call.spec = call.spec._replace(resolved=resolved)

@@ -298,6 +298,25 @@ class ObjectApi:
             self.send_raylet(m.NotifyUnblocked())
 
 
+def dependency_error_blob(blob: bytes, spec) -> bytes:
+    """The error of a task or actor call that never ran because an argument
+    failed: Ray's RayTaskError of the call ("At least one of the input
+    arguments ... could not be computed") whose cause is the argument's."""
+    upstream = error_from_blob(blob)
+    if isinstance(upstream, exceptions.RaySystemError) and not isinstance(
+            upstream, exceptions.RayTaskError):
+        return blob
+    cause = upstream.cause if isinstance(upstream, exceptions.RayTaskError) else upstream
+    name = spec.method_name if spec.actor_id and spec.method_name else spec.function_name
+    err = exceptions.RayTaskError(
+        name, "At least one of the input arguments for this task could not be computed:\n"
+        f"{exceptions.qualified_name(type(upstream))}: {upstream}", cause)
+    try:
+        return serialization.serialize_inline(err)[0]
+    except Exception:
+        return blob
+
+
 def error_from_blob(blob):
     """The exception to raise for an ERROR object."""
     try:

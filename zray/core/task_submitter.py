@@ -16,6 +16,7 @@ from collections import deque
 import zmq
 
 from .. import exceptions, serialization
+from .object_api import dependency_error_blob
 from .task_spec import read_running_marker
 from ..runtime_env import ENV_KEY
 from ..sockets import messages as m
@@ -118,6 +119,7 @@ class TaskSubmitter:
             return
         resolved, error = resolve_args(task.deps)
         if error is not None:
+            error = dependency_error_blob(error, task.spec)
             self._finish(task, [(ERROR, error)] * len(task.return_ids))
             return
         task.spec = task.spec._replace(resolved=resolved)

@@ -132,3 +132,15 @@ def test_auto_init_can_be_turned_off_as_in_ray(no_cluster, monkeypatch):
     with pytest.raises(zray.exceptions.RaySystemError, match="zray.init"):
         zray.put(1)
     assert not zray.is_initialized()
+
+
+def test_a_definition_capturing_a_huge_object_is_refused(cluster):
+    import numpy as np
+    huge = np.ones(100 * 1024 * 1024, dtype=np.uint8)
+
+    @zray.remote
+    def uses_huge():
+        return huge.size
+
+    with pytest.raises(ValueError, match="too large"):
+        uses_huge.remote()

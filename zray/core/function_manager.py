@@ -22,6 +22,10 @@ from .. import serialization
 from ..sockets.messages import GcsMethod
 
 KV_NAMESPACE = "fn"
+# Ray's limits on a pickled definition: warn past 25 MiB, refuse past 95 MiB
+# (such a definition almost always captures a big object by accident).
+FUNCTION_SIZE_WARN_THRESHOLD = 25 * 1024 * 1024
+FUNCTION_SIZE_ERROR_THRESHOLD = 95 * 1024 * 1024
 
 
 class FunctionManager:
@@ -38,6 +42,7 @@ class FunctionManager:
         if cached is not None and cached[0] is obj:
             return cached[1]
         data, captured = _dumps_capturing_refs(obj)
+        _check_size(obj, len(data))
         function_id = hashlib.blake2b(data, digest_size=16).digest()
         # Refs captured in a definition stay pinned for the job, as in Ray.
         self._cw.pin_captured_refs(captured)
@@ -94,3 +99,19 @@ def _dumps_capturing_refs(obj):
         return serialization.dumps_function(obj), refs
     finally:
         local.refs = previous
+
+
+def _check_size(obj, size: int) -> None:
+    if size <= FUNCTION_SIZE_WARN_THRESHOLD:
+        return
+    kind = "actor class" if isinstance(obj, type) else "remote function"
+    name = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+    advice = ("Check that its definition is not implicitly capturing a large array or other "
+              "object in scope. Tip: use zray.put() to put large objects in the object store.")
+    mib = size / (1024 * 1024)
+    if size > FUNCTION_SIZE_ERROR_THRESHOLD:
+        raise ValueError(f"The {kind} {name} is too large ({mib:.0f} MiB > "
+                         f"FUNCTION_SIZE_ERROR_THRESHOLD=95 MiB). {advice}")
+    import warnings
+    warnings.warn(f"The {kind} {name} is very large ({mib:.0f} MiB). {advice}", UserWarning,
+                  stacklevel=4)

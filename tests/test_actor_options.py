@@ -50,6 +50,20 @@ class AsyncGrouped:
     async def ping(self):
         return "pong"
 
+    @zray.method(concurrency_group="io")
+    async def io_thread(self):
+        import threading
+        return threading.get_ident()
+
+    async def default_thread(self):
+        import threading
+        return threading.get_ident()
+
+    @zray.method(concurrency_group="io")
+    async def block_io_loop(self, seconds):
+        time.sleep(seconds)          # blocks the io group's event loop, not the default's
+        return "unblocked"
+
 
 @zray.remote
 class Slow:
@@ -105,6 +119,17 @@ def test_async_actor_groups_limit_their_calls(cluster):
     zray.get([actor.io.remote() for _ in range(6)], timeout=30)
     assert zray.get(actor.peak.remote(), timeout=30) == 2
     assert zray.get(actor.ping.remote(), timeout=30) == "pong"
+
+
+def test_async_actor_groups_run_on_event_loops_of_their_own(cluster):
+    actor = AsyncGrouped.remote()
+    io_thread, default_thread = zray.get(
+        [actor.io_thread.remote(), actor.default_thread.remote()], timeout=30)
+    assert io_thread != default_thread                      # Ray: a thread per group
+    blocked = actor.block_io_loop.remote(3)
+    time.sleep(0.3)
+    assert zray.get(actor.ping.remote(), timeout=2) == "pong"   # the default loop is free
+    assert zray.get(blocked, timeout=30) == "unblocked"
 
 
 def test_max_pending_calls_refuses_calls_beyond_the_limit(cluster):

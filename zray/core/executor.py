@@ -96,7 +96,8 @@ class Executor(AsyncExecution, StreamingExecution):
         self._calls: dict = {}               # function_id -> calls run (for max_calls)
         self._outbox: deque = deque()        # (identity, TaskReply) from pool threads
         self._consumed: dict = {}            # generator task id -> items its caller took
-        self._consumed_events: dict = {}     # generator task id -> asyncio.Event (async actors)
+        self._consumed_events: dict = {}     # generator task id -> (loop, asyncio.Event), async actors
+        self._group_loops: dict = {}         # async: concurrency group -> its event loop
         self._main_thread = threading.get_ident()
         # A cancel that arrives while the main-thread task waits inside zray (get /
         # wait, or any call whose loop handles the CancelTask) is flagged here and
@@ -127,10 +128,13 @@ class Executor(AsyncExecution, StreamingExecution):
                 pool.submit(self.execute, identity, spec)
                 return
             if self.mode == "async":
-                if threading.get_ident() == self._main_thread:
-                    self._start_async(identity, spec)
+                loop = self._async_loop
+                if spec.options and "concurrency_group" in spec.options:
+                    loop = self._group_loops.get(spec.options["concurrency_group"], loop)
+                if loop is self._async_loop and threading.get_ident() == self._main_thread:
+                    self._start_async(identity, spec, loop)
                 else:
-                    self._async_loop.call_soon_threadsafe(self._start_async, identity, spec)
+                    loop.call_soon_threadsafe(self._start_async, identity, spec, loop)
                 return
         self.queue.append((identity, spec))
 
@@ -141,10 +145,7 @@ class Executor(AsyncExecution, StreamingExecution):
                 self._reply_error(item[0], item[1], exceptions.TaskCancelledError(msg.task_id.hex()))
                 return
         if self.mode == "async":   # a running async call: cancel its asyncio.Task
-            if threading.get_ident() == self._main_thread:
-                self._cancel_async(msg.task_id)
-            else:
-                self._async_loop.call_soon_threadsafe(self._cancel_async, msg.task_id)
+            self._cancel_async(msg.task_id)
             return
         running = self.running
         # Running actor calls are not interrupted (Ray: only async actor calls are).

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import threading
 import time
 
 import zmq
@@ -130,26 +131,32 @@ class AsyncExecution:
             io.release()
 
     def _start_event_loop(self, max_concurrency: int, groups: dict) -> None:
-        """The loop runs on the main thread once the creation task has replied.
-        Each concurrency group limits its own calls (Ray's)."""
+        """The default group's loop runs on the main thread once the creation
+        task has replied.  As in Ray, each concurrency group runs its calls on
+        an event loop of its own, in a thread of its own (a call that blocks
+        its loop holds up only its group), and limits them to its size."""
         self._async_loop = asyncio.new_event_loop()
         self._async_sem = asyncio.Semaphore(max_concurrency)
         self._group_sems = {name: asyncio.Semaphore(limit) for name, limit in groups.items()}
+        for name in groups:
+            loop = self._group_loops[name] = asyncio.new_event_loop()
+            threading.Thread(target=_run_loop_forever, args=(loop,), daemon=True,
+                             name=f"zray-async-{name}").start()
 
-    def _start_async(self, identity, spec) -> None:
-        """On the actor's event loop thread, as is ``_async_tasks``."""
+    def _start_async(self, identity, spec, loop) -> None:
+        """On ``loop``'s thread: the default loop (main thread) or a group's."""
         if self._idle_since is not None:
             self.cw.loop.note_idle_wait(time.monotonic() - self._idle_since)
             self._idle_since = None
         # _run_async forgets the task itself: a done callback would cost
         # another pass of the event loop per call.
-        self._async_tasks[spec.task_id] = self._async_loop.create_task(
-            self._run_async(identity, spec))
+        self._async_tasks[spec.task_id] = loop.create_task(self._run_async(identity, spec))
 
     def _cancel_async(self, task_id) -> None:
+        """Any thread: the task is cancelled on its own loop."""
         task = self._async_tasks.get(task_id)
         if task is not None:
-            task.cancel()
+            task.get_loop().call_soon_threadsafe(task.cancel)
 
     async def _run_async(self, identity, spec) -> None:
         semaphore = self._async_sem
@@ -169,7 +176,8 @@ class AsyncExecution:
         finally:
             tasks = self._async_tasks
             tasks.pop(spec.task_id, None)
-            if not tasks and self._spin_for_next_call is not None:
+            if (not tasks and self._spin_for_next_call is not None
+                    and threading.get_ident() == self._main_thread):
                 now = self._idle_since = time.monotonic()
                 until = self.cw.loop.idle_spin_deadline(now)
                 if until:
@@ -199,3 +207,8 @@ class AsyncExecution:
             return self._pack_returns(spec, result), False
         except (ActorExit, asyncio.CancelledError, Exception) as exc:
             return self._returns_for_exception(spec, exc)
+
+
+def _run_loop_forever(loop) -> None:
+    asyncio.set_event_loop(loop)
+    loop.run_forever()

@@ -84,9 +84,9 @@ class StreamingExecution:
         consumed = self._consumed
         if msg.count > consumed.get(msg.task_id, 0):
             consumed[msg.task_id] = msg.count
-            event = self._consumed_events.get(msg.task_id)
-            if event is not None:
-                self._async_loop.call_soon_threadsafe(event.set)
+            waiting = self._consumed_events.get(msg.task_id)
+            if waiting is not None:   # (its event loop, the event it waits on)
+                waiting[0].call_soon_threadsafe(waiting[1].set)
 
     def _wait_consumed(self, spec, needed: int) -> None:
         """Until the caller has taken ``needed`` items (a sync generator's thread)."""
@@ -102,7 +102,8 @@ class StreamingExecution:
         consumed = self._consumed
         task_id = spec.task_id
         while consumed.get(task_id, 0) < needed:
-            event = self._consumed_events.setdefault(task_id, asyncio.Event())
+            event = self._consumed_events.setdefault(
+                task_id, (asyncio.get_running_loop(), asyncio.Event()))[1]
             event.clear()
             if consumed.get(task_id, 0) >= needed:
                 break

@@ -59,6 +59,16 @@ def test_spilled_object_passed_to_a_task(small_store):
     assert zray.get([first_byte.remote(r) for r in refs], timeout=60) == [0, 1, 2, 3, 4]
 
 
+def test_a_fragmented_store_spills_a_window_for_a_large_object(small_store):
+    """Free space split between live objects: the raylet spills the objects
+    that make one block big enough (counting free bytes is not enough)."""
+    small = [zray.put(np.full(20 * MB, i, dtype=np.uint8)) for i in range(4)]   # 80 of 100 MB
+    del small[0], small[1]          # 40 MB free, in two separate 20 MB gaps (plus the tail)
+    big = zray.put(np.full(45 * MB, 9, dtype=np.uint8))
+    assert zray.get(big)[-1] == 9
+    assert [int(zray.get(ref)[0]) for ref in small] == [1, 3]
+
+
 def test_restore_without_room_raises_object_store_full(small_store_quick_full):
     refs = [zray.put(np.full(30 * MB, i, dtype=np.uint8)) for i in range(4)]
     held = [zray.get(r) for r in refs[1:]]      # 90 MB pinned by our views

@@ -23,6 +23,7 @@ import zmq
 from ..sockets import messages as m
 from ..store import ObjectState, shm
 from ..store.spill import SpillStore
+from . import spill_plan
 from .spill_worker import SpillWorker
 
 SPILL_RETRY_S = 1.0    # after a failed spill (disk full), wait this long before the next
@@ -113,9 +114,11 @@ class StoreHandlers:
 
     def _make_room(self, needed: int) -> bool:
         """True if a block of ``needed`` bytes is free now.  Otherwise drop
-        arena copies that are also spilled, then start spilling sealed objects
-        nobody reads (oldest first) on the spill thread until enough bytes are
-        on their way out; the waiting request is served when they finish."""
+        arena copies that are also spilled, then start spilling, on the spill
+        thread, the sealed objects nobody reads that fill the cheapest window
+        of the arena that would then be one free block of ``needed`` bytes
+        (spill_plan: free bytes in separate gaps do not help); the waiting
+        request is served when they finish."""
         store = self.store
         stats = store.stats()
         if stats["largest_free_block"] >= needed:
@@ -128,20 +131,24 @@ class StoreHandlers:
                     if store.stats()["largest_free_block"] >= needed:
                         return True
             stats = store.stats()
-        coming = stats["free_bytes"] + sum(self.spilling.values())
         failure = self.spill_failure
         if failure is not None and time.monotonic() - failure[0] < SPILL_RETRY_S:
             return False   # the spill store just failed (disk full?): do not spin on it
+        spans, infos = [], {}
         for object_id, info in store.objects():
-            if coming >= needed:
-                break
-            if (info.state != ObjectState.SEALED or info.readers or info.pending_delete
-                    or object_id in self.spilling or object_id in spilled):
-                continue
+            movable = object_id in self.spilling or (
+                info.state == ObjectState.SEALED and not info.readers and not info.pending_delete)
+            spans.append(spill_plan.Span(info.offset, info.offset + store.allocated_size(object_id),
+                                         object_id, movable))
+            infos[object_id] = info
+        chosen = spill_plan.choose(spans, stats["capacity"], needed)
+        for object_id in chosen or ():
+            if object_id in self.spilling:
+                continue      # already on its way out
+            info = infos[object_id]
             self._spill_store()
             self.spilling[object_id] = info.size
             self.spill_worker.submit(object_id, self._arena_view(info.offset, info.size))
-            coming += info.size
         return False
 
     def on_spills_done(self) -> None:

@@ -82,6 +82,10 @@ class ArenaAllocator:
         self._used += rounded
         return offset
 
+    def allocated_size(self, offset: int) -> int:
+        """The rounded size of the allocation starting at ``offset``."""
+        return self._allocated[offset]
+
     def free(self, offset: int) -> None:
         """Return the reservation at offset; merges it with free neighbours."""
         size = self._allocated.pop(offset, None)

@@ -136,6 +136,10 @@ class ObjectTable:
         entry = self._entries.get(object_id)
         return entry is not None and not entry.pending_delete and entry.state is ObjectState.SEALED
 
+    def allocated_size(self, object_id: bytes) -> int:
+        """The bytes its allocation spans in the arena (its size, rounded up)."""
+        return self._allocator.allocated_size(self._get(object_id, "allocated_size").offset)
+
     def info(self, object_id: bytes) -> ObjectInfo:
         """Size, offset, state, reader count and pending-delete flag (UnknownObjectError if absent)."""
         entry = self._get(object_id, "info")

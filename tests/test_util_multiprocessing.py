@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from zray.util.multiprocessing import Pool, TimeoutError
+from zray.util.multiprocessing import Pool, PoolTaskError, TimeoutError
 
 CLUSTER = dict(num_cpus=2)
 
@@ -66,10 +66,22 @@ def test_errors_come_back_as_the_functions_exception(cluster):
         assert result.ready() and not result.successful()
         with pytest.raises(KeyError):
             pool.apply(fail_on_three, (3,))
-        items = pool.imap(fail_on_three, range(5))
-        assert [next(items) for _ in range(3)] == [0, 1, 2]
-        with pytest.raises(KeyError):
-            next(items)
+        # imap yields a failed call as a PoolTaskError item and goes on (Ray's).
+        items = list(pool.imap(fail_on_three, range(5)))
+        assert items[:3] == [0, 1, 2] and items[4] == 4
+        assert isinstance(items[3], PoolTaskError) and isinstance(items[3].underlying, KeyError)
+
+
+def _pool_inside_a_task(n):
+    with Pool(ray_address="auto") as inner:
+        return inner.map(square, range(n))
+
+
+def test_a_pool_works_inside_a_pool_task(cluster):
+    """Pool processes hold no CPU (Ray's), so a pool inside a pool's task
+    starts even when the outer pool's tasks use every CPU."""
+    with Pool(2) as pool:
+        assert pool.map(_pool_inside_a_task, [2, 3], chunksize=1) == [[0, 1], [0, 1, 4]]
 
 
 def test_async_results_callbacks_and_timeouts(cluster):

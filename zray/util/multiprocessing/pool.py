@@ -18,7 +18,18 @@ from typing import Callable, Iterable, Optional
 import zray
 
 
-@zray.remote(num_cpus=1)
+class PoolTaskError(Exception):
+    """What ``imap`` / ``imap_unordered`` yield for a call that raised (Ray's):
+    the exception is in ``underlying``."""
+
+    def __init__(self, underlying):
+        super().__init__(underlying)
+        self.underlying = underlying
+
+
+# No CPU of its own, as Ray's pool actors: a pool made inside a pool task (or
+# on a busy cluster) still starts; ray_remote_args can ask for CPUs.
+@zray.remote(num_cpus=0)
 class _PoolProcess:
     def __init__(self, initializer=None, initargs=None):
         if initializer is not None:
@@ -141,9 +152,7 @@ class IMapIterator:
             self._ready.extend(zray.get(ref))
             self._fill()
         ok, value = self._ready.popleft()
-        if not ok:
-            raise value
-        return value
+        return value if ok else PoolTaskError(value)   # an item, not raised (Ray's imap)
 
 
 def _chunked(iterable: Iterable, chunksize: int, unpack: bool):

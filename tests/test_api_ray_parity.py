@@ -227,3 +227,30 @@ def test_runtime_context_dict_and_deprecated_properties(cluster):
     for name in ("job_id", "node_id"):
         with pytest.warns(RayDeprecationWarning, match=f"get_{name}"):
             assert getattr(ctx, name).hex() == getattr(ctx, f"get_{name}")()
+
+
+@zray.remote
+class Greeter:
+    def hello(self):
+        return "hello from the first driver's actor"
+
+
+def test_a_second_driver_joins_a_cluster_started_by_init(cluster):
+    """As in Ray: init(address=<the first driver's context address>) from
+    another process connects to the cluster zray.init() started."""
+    address = zray.get_runtime_context().gcs_address
+    greeter = Greeter.options(name="greeter", namespace="shared").remote()
+    assert zray.get(greeter.hello.remote(), timeout=30)
+    program = (
+        "import zray\n"
+        f"zray.init(address={address!r})\n"
+        "actor = zray.get_actor('greeter', namespace='shared')\n"
+        "print(zray.get(actor.hello.remote(), timeout=30))\n"
+        "print(zray.get(zray.remote(lambda: 'a task').remote(), timeout=30))\n"
+        "zray.shutdown()\n")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=90)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["hello from the first driver's actor", "a task"]
+    # The first driver's actor lives on: the second driver only borrowed it.
+    assert zray.get(greeter.hello.remote(), timeout=30)

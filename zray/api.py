@@ -82,6 +82,10 @@ def init(address: str | None = None, *, num_cpus=None, num_gpus=None, resources=
             session_dir, raylet_endpoint = launcher.find_cluster(address)
         try:
             _connect_driver(session_dir, raylet_endpoint, namespace)
+            if _cluster is not None:   # other drivers may join it by its address, as in Ray
+                launcher.record_cluster(session_dir, {"gcs_address": process_state.worker.gcs_address,
+                                                      "ipc": raylet_endpoint},
+                                        [p.pid for p in _cluster.procs], embedded=True)
             # Inherited by every task and actor; files copied into the session once.
             process_state.worker.runtime_env = runtime_env.materialize(job_env, session_dir)
             if log_to_driver:

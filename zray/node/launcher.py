@@ -198,12 +198,17 @@ def remove_session(session_dir: str) -> None:
 
 
 # ---------------------------------------------------------- started clusters ---
-def record_cluster(session_dir: str, info: dict, pids: list) -> None:
-    """Remember a `zray start` node so `zray stop` / init("auto") find it."""
+def record_cluster(session_dir: str, info: dict, pids: list, embedded: bool = False) -> None:
+    """Remember a node so other drivers find it: init(address=...) and
+    init("auto").  A `zray start` node is also this host's current cluster,
+    which `zray stop` ends; an embedded one (zray.init()) lives and ends with
+    its driver, as in Ray."""
     record = {"session_dir": session_dir, "pids": pids, "gcs_address": info["gcs_address"],
-              "raylet_ipc": info["ipc"], "time": time.time()}
+              "raylet_ipc": info["ipc"], "time": time.time(), "embedded": embedded}
     with open(os.path.join(session_dir, "node.json"), "w") as f:
         json.dump(record, f)
+    if embedded:
+        return
     tmp = CURRENT_CLUSTER_FILE + ".tmp"
     with open(tmp, "w") as f:
         json.dump(record, f)
@@ -221,6 +226,8 @@ def stop_recorded_clusters() -> int:
                 record = json.load(f)
         except (OSError, ValueError):
             continue
+        if record.get("embedded"):
+            continue      # a driver's own cluster: it ends with that driver
         alive = [pid for pid in record["pids"] if pid_alive(pid)]
         stop_pids(alive)
         count += len(alive)
@@ -233,21 +240,45 @@ def stop_recorded_clusters() -> int:
 
 
 def find_cluster(address: str):
-    """(session_dir, raylet endpoint) of a started node on this host."""
+    """(session_dir, raylet endpoint) of a running node on this host: for
+    "auto", the `zray start` node, else the newest running one a driver
+    started; for an address, the node of the cluster whose GCS is there."""
+    current = _read_record(CURRENT_CLUSTER_FILE)
+    if current is not None and not _running(current):
+        current = None
+    if address == "auto":
+        record = current or max(_running_records(), key=lambda r: r["time"], default=None)
+        if record is None:
+            raise ConnectionError("Could not find any running zray instance. Start one with "
+                                  "`zray start --head` or zray.init().")
+        return record["session_dir"], record["raylet_ipc"]
+    wanted = address if address.startswith("tcp://") else f"tcp://{address}"
+    candidates = ([current] if current else []) + _running_records()
+    for record in candidates:
+        if record["gcs_address"] == wanted:
+            return record["session_dir"], record["raylet_ipc"]
+    raise ConnectionError(f"no running zray node of the cluster at {address} on this host "
+                          f"(a driver joins through a node on its own host)")
+
+
+def _read_record(path: str):
     try:
-        with open(CURRENT_CLUSTER_FILE) as f:
-            record = json.load(f)
+        with open(path) as f:
+            return json.load(f)
     except (OSError, ValueError):
-        raise ConnectionError("Could not find any running zray instance. Start one with "
-                              "`zray start --head`.") from None
-    if address != "auto":
-        wanted = address if address.startswith("tcp://") else f"tcp://{address}"
-        if wanted != record["gcs_address"]:
-            raise ConnectionError(f"no zray node of the cluster at {address} runs on this host "
-                                  f"(this host's node belongs to {record['gcs_address']})")
-    if not all(pid_alive(pid) for pid in record["pids"]):
-        raise ConnectionError(f"the zray node recorded in {CURRENT_CLUSTER_FILE} is not running")
-    return record["session_dir"], record["raylet_ipc"]
+        return None
+
+
+def _running(record: dict) -> bool:
+    return all(pid_alive(pid) for pid in record["pids"])
+
+
+def _running_records() -> list:
+    """Node records in this host's session directories whose processes run."""
+    if not os.path.isdir(ROOT):
+        return []
+    records = (_read_record(os.path.join(ROOT, name, "node.json")) for name in os.listdir(ROOT))
+    return [r for r in records if r is not None and _running(r)]
 
 
 def query_pub_address(gcs_address: str, timeout: float = 10.0) -> str:

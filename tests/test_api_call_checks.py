@@ -144,3 +144,8 @@ def test_a_definition_capturing_a_huge_object_is_refused(cluster):
 
     with pytest.raises(ValueError, match="too large"):
         uses_huge.remote()
+
+
+def test_object_store_memory_on_an_actor_is_deprecated():
+    with pytest.warns(DeprecationWarning, match="object_store_memory"):
+        zray.remote(object_store_memory=1)(type("Plain", (), {}))

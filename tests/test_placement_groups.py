@@ -211,7 +211,8 @@ def test_gpu_bundles_hand_their_own_devices_to_their_tasks(cluster):
 def test_bad_groups_and_strategies_are_refused_like_ray(cluster):
     for bundles, words in [([], "non-empty"), ([{}], "empty dictionary"),
                            ([{"CPU": 0}], "only 0 values"), ("x", "must be a list"),
-                           ([{"CPU": "1"}], "resource dictionaries")]:
+                           ([{"CPU": "1"}], "resource dictionaries"),
+                           ([{"bundle": 1}], "reserved resource name")]:
         with pytest.raises(ValueError, match=words):
             placement_group(bundles)
     with pytest.raises(ValueError, match="Invalid placement group strategy"):
@@ -225,6 +226,10 @@ def test_bad_groups_and_strategies_are_refused_like_ray(cluster):
         where.options(scheduling_strategy=_in(pg, 5)).remote()
     with pytest.raises(ValueError, match="cannot fit into any bundles"):
         where.options(num_cpus=2, scheduling_strategy=_in(pg)).remote()
+    cpu_less = placement_group([{"custom": 1}])
+    with pytest.raises(ValueError, match="cannot fit into any bundles"):   # needs 1 CPU to place
+        InGroup.options(scheduling_strategy=_in(cpu_less)).remote()
+    remove_placement_group(cpu_less)
     with pytest.raises(ValueError, match="Invalid scheduling_strategy value BOGUS"):
         where.options(scheduling_strategy="BOGUS").remote()
     with pytest.raises(ValueError, match="Failed to look up placement group"):

@@ -153,8 +153,15 @@ def validate(options: dict, allowed: set, what: str) -> dict:
         if key not in allowed:
             raise ValueError(f"Invalid option keyword {key} for {what}. "
                              f"Valid ones are {sorted(allowed)}.")
-    if allowed is TASK_OPTIONS and options.get("object_store_memory") is not None:
-        raise ValueError("Setting 'object_store_memory' is not implemented for tasks")   # Ray's
+    if options.get("object_store_memory") is not None:
+        if allowed is TASK_OPTIONS:
+            raise ValueError("Setting 'object_store_memory' is not implemented for tasks")   # Ray's
+        if allowed is ACTOR_OPTIONS:
+            import warnings
+            warnings.warn("Setting 'object_store_memory' for actors is deprecated since it "
+                          "doesn't actually reserve the required object store memory. Use "
+                          "object spilling that's enabled by default instead.",
+                          DeprecationWarning, stacklevel=4)
     for key, value in options.items():
         check = _CHECKS.get(key)
         if check is None or value is None:

@@ -85,7 +85,10 @@ def _pg_id(pg_id: bytes):
 
 
 def _check_fits(group, shape: dict, what: str, is_actor: bool) -> None:
-    """Ray refuses at submission a shape that fits no bundle of the group."""
+    """Ray refuses at submission a shape that fits no bundle of the group (a
+    default actor's is the 1 CPU it needs to be placed)."""
+    if is_actor and not shape:
+        shape = {"CPU": 1.0}
     bundles = group.bundle_specs
     if any(all(bundle.get(name, 0) >= amount for name, amount in shape.items() if amount)
            for bundle in bundles):

@@ -180,6 +180,9 @@ def validate_placement_group(bundles, strategy: str, lifetime=None, _soft_target
         negative = [k for k, v in bundle.items() if v < 0]
         if negative:
             raise ValueError(f"Bundle resources must be non-negative, got {bundle}")
+        if "bundle" in bundle:   # the name every committed bundle gets (bundle_resources)
+            raise ValueError(f"'bundle' is a reserved resource name; it cannot be requested in "
+                             f"a bundle, got {bundle}")
         if "object_store_memory" in bundle:
             warnings.warn("Setting 'object_store_memory' for bundles is deprecated since it "
                           "doesn't actually reserve the required object store memory.",

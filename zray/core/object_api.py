@@ -19,6 +19,8 @@ from .object_ref import ObjectRef, receiving
 log = logging.getLogger(__name__)
 
 # Plain ints on the wire: an IntEnum member pickles as a constructor call.
+# A get/wait in a task lends its CPU out only past this (see _wait_blocked).
+BLOCK_GRACE_S = 0.002
 INLINE, IN_STORE, ERROR = map(int, (ReturnKind.INLINE, ReturnKind.IN_STORE, ReturnKind.ERROR))
 _loads = serialization.deserialize
 
@@ -256,19 +258,31 @@ class ObjectApi:
             loop.release()
 
     def _wait_blocked(self, predicate, timeout) -> bool:
-        """wait_until for get/wait: the task's CPU is given back meanwhile, and a
-        task cancelled while it waits here raises TaskCancelledError."""
+        """wait_until for get/wait: the task's CPU is given back meanwhile (once
+        the wait outlasts BLOCK_GRACE_S), and a task cancelled while it waits
+        here raises its cancellation."""
         executor = self.executor
         watch = executor is not None and executor.on_main_thread()
         check = predicate
         if watch:
             executor.main_waiting += 1
             check = lambda: predicate() or executor.cancel_requested is not None  # noqa: E731
-        self.notify_blocked()
         try:
-            ok = self.loop.wait_until(check, timeout, spin=True)
+            ok = False
+            if executor is not None and executor.holds_task_resources():
+                # A borrowed object's status is one round trip to its owner: lending
+                # the CPU for that would make the raylet start workers for nothing.
+                grace = BLOCK_GRACE_S if timeout is None else min(BLOCK_GRACE_S, timeout)
+                ok = self.loop.wait_until(check, grace, spin=True)
+                if timeout is not None:
+                    timeout = max(0.0, timeout - grace)
+            if not ok:
+                self.notify_blocked()
+                try:
+                    ok = self.loop.wait_until(check, timeout, spin=True)
+                finally:
+                    self.notify_unblocked()
         finally:
-            self.notify_unblocked()
             if watch:
                 executor.main_waiting -= 1
         if watch:

@@ -241,17 +241,17 @@ def stop_recorded_clusters() -> int:
 
 def find_cluster(address: str):
     """(session_dir, raylet endpoint) of a running node on this host: for
-    "auto", the `zray start` node, else the newest running one a driver
-    started; for an address, the node of the cluster whose GCS is there."""
+    "auto", the `zray start` node (as Ray's "auto" finds only `ray start`
+    clusters); for an address, the node of the cluster whose GCS is there,
+    also one that a driver's zray.init() started."""
     current = _read_record(CURRENT_CLUSTER_FILE)
     if current is not None and not _running(current):
         current = None
     if address == "auto":
-        record = current or max(_running_records(), key=lambda r: r["time"], default=None)
-        if record is None:
+        if current is None:
             raise ConnectionError("Could not find any running zray instance. Start one with "
-                                  "`zray start --head` or zray.init().")
-        return record["session_dir"], record["raylet_ipc"]
+                                  "`zray start --head`.")
+        return current["session_dir"], current["raylet_ipc"]
     wanted = address if address.startswith("tcp://") else f"tcp://{address}"
     candidates = ([current] if current else []) + _running_records()
     for record in candidates:

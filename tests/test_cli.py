@@ -146,13 +146,19 @@ def test_list_cli_shows_state_with_filters(started_cluster):
                 "class Kept:\n"
                 "    def ping(self): return 1\n"
                 "k = Kept.options(name='kept-actor', lifetime='detached').remote()\n"
-                "zray.get(k.ping.remote())\n")
+                "zray.get(k.ping.remote())\n"
+                "@zray.remote\n"
+                "def cli_listed_task(): return 1\n"
+                "zray.get(cli_listed_task.remote())\n")
     listed = _zray("list", "actors", "--filter", "name=kept-actor")
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.startswith("1 actors") and "state=ALIVE" in listed.stdout
     assert "class_name=Kept" in listed.stdout
     nodes = _zray("list", "nodes", "--json")
     assert nodes.returncode == 0 and '"state": "ALIVE"' in nodes.stdout
+    tasks = _zray("list", "tasks", "--filter", "name=cli_listed_task")
+    assert tasks.returncode == 0 and tasks.stdout.startswith("1 tasks"), tasks.stderr
+    assert "state=FINISHED" in tasks.stdout or "state=RUNNING" in tasks.stdout
     bad = _zray("list", "actors", "--filter", "nonsense")
     assert bad.returncode != 0 and "KEY=VALUE" in bad.stderr
 

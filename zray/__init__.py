@@ -3,7 +3,7 @@ from . import exceptions
 from .actor import ActorClass, ActorHandle, method
 from .api import (available_resources, cancel, cluster_resources, get, get_actor,
                   get_gpu_ids, get_runtime_context, init, is_initialized, kill, nodes, put, remote, shutdown,
-                  wait)
+                  timeline, wait)
 import cloudpickle   # ray.cloudpickle
 from .core.object_ref import ObjectRef
 ObjectID = ObjectRef   # Ray keeps ObjectID as the old name of ObjectRef
@@ -19,4 +19,4 @@ __all__ = ["ActorClass", "ActorHandle", "ActorID", "DynamicObjectRefGenerator", 
            "available_resources", "cloudpickle",
            "cancel", "cluster_resources", "exceptions", "get", "get_actor", "get_gpu_ids", "get_runtime_context",
            "init", "is_initialized", "kill", "method", "nodes", "put", "remote", "shutdown",
-           "util", "wait", "__version__"]
+           "timeline", "util", "wait", "__version__"]

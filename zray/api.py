@@ -363,6 +363,12 @@ def get_gpu_ids() -> list:
     return list(worker.task_context().gpu_ids)
 
 
+def timeline(filename=None):
+    """Chrome trace of the tasks that ran (Ray's ray.timeline); see zray.util.state."""
+    from .util.state import timeline as tasks_timeline
+    return tasks_timeline(filename)
+
+
 def get_runtime_context():
     """Starts zray if needed, as Ray's does."""
     from .runtime_context import RuntimeContext

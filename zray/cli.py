@@ -130,7 +130,7 @@ def memory(address, stats_only, limit, as_json):
         zray.shutdown()
 
 
-_LISTABLE = ("actors", "nodes", "placement-groups", "jobs", "workers", "objects")
+_LISTABLE = ("actors", "nodes", "placement-groups", "jobs", "workers", "objects", "tasks")
 
 
 @main.command(name="list")
@@ -141,7 +141,7 @@ _LISTABLE = ("actors", "nodes", "placement-groups", "jobs", "workers", "objects"
 @click.option("--limit", default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 def list_command(resource, address, filters, limit, as_json):
-    """List the cluster's actors, nodes, placement groups, jobs, workers or objects."""
+    """List the cluster's actors, nodes, placement groups, jobs, workers, objects or tasks."""
     import zray
     from .util import state
     parsed = []

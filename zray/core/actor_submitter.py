@@ -17,6 +17,7 @@ from .. import exceptions, serialization
 from ..sockets import messages as m
 from ..sockets.messages import GcsMethod, ReturnKind
 from .object_api import dependency_error_blob
+from .task_events import note_failed_by_owner
 from .task_submitter import resolve_args
 
 log = logging.getLogger(__name__)
@@ -229,7 +230,9 @@ class ActorSubmitter:
     def _fail(self, call, blob) -> None:
         self._finish(call, [(ERROR, blob)] * len(call.return_ids))
 
-    def _finish(self, call, returns) -> None:
+    def _finish(self, call, returns, ran: bool = False) -> None:
+        if not ran:       # the actor notes the end of a call it ran itself
+            note_failed_by_owner(self.cw, call.spec.task_id, returns)
         cw = self.cw
         for object_id, (kind, data) in zip(call.return_ids, returns):
             cw.set_object_ready(object_id, kind, data)
@@ -247,7 +250,7 @@ class ActorSubmitter:
         if call is not None:
             if msg.borrowed or msg.contained:   # before the call's own references go
                 self.cw.accept_reply_refs(msg, call.return_ids)
-            self._finish(call, msg.returns)
+            self._finish(call, msg.returns, ran=True)
         if st.out_of_scope and not st.in_flight and not st.queue:
             self._send_out_of_scope(st)
         return True

@@ -28,6 +28,7 @@ from ..sockets import transport
 from ..sockets.messages import GcsMethod, ReturnKind
 from .io_loop import IoLoop
 from .reference_table import ReferenceTable
+from .task_events import TaskEventBuffer
 from .function_manager import FunctionManager
 from .object_api import ObjectApi
 from .ownership import Ownership
@@ -75,6 +76,7 @@ class CoreWorker(ObjectApi, Submission, Ownership):
         self.raylet_endpoint = raylet_endpoint
         self.loop = IoLoop("driver" if is_driver else "worker")
         self.refs = ReferenceTable()
+        self.task_events = TaskEventBuffer()
         self.ref_ops = self.refs.ref_ops
         self._request_ids = itertools.count(1)
         self._replies: dict = {}
@@ -380,6 +382,7 @@ class CoreWorker(ObjectApi, Submission, Ownership):
     def _tick(self) -> None:
         self.flush_ref_ops()
         self.tasks.tick()
+        self.task_events.flush_due(self, time.monotonic())
 
     def flush_ref_ops(self) -> None:
         """Apply queued ref-count changes and send store frees (lock held)."""
@@ -419,6 +422,7 @@ class CoreWorker(ObjectApi, Submission, Ownership):
         try:
             self.loop.acquire()
             try:
+                self.task_events.flush_due(self, 0.0, force=True)
                 self.tasks.return_idle_leases(force=True)
                 self.flush_ref_ops()
                 self.loop.send(self.raylet, m.encode(m.DisconnectClient(self.worker_id)))

@@ -25,6 +25,7 @@ from ..sockets.messages import ReturnKind, TaskStatus
 from .core_worker import TaskContext, current_task
 from .executor_async import ActorExit, AsyncExecution, actor_method
 from .streaming_exec import StreamingExecution, is_streaming
+from .task_events import note_ended, note_started
 from .task_spec import (ACTOR_TASK, NORMAL_TASK, ArgSlot, TaskSpec,
                         running_marker_path)
 
@@ -253,6 +254,7 @@ class Executor(AsyncExecution, StreamingExecution):
             ctx.gpu_ids = tuple(gpu_ids)
             visible = _set_visible_gpus(ctx.gpu_ids)
         token = current_task.set(ctx)
+        note_started(self.cw, spec, self.actor)
         try:
             returns, exiting = self._invoke(spec)   # its locals (args, result) are gone after
         finally:
@@ -261,6 +263,7 @@ class Executor(AsyncExecution, StreamingExecution):
                 self.running = None
             if gpu_ids:
                 _restore_visible_gpus(visible)
+        note_ended(self.cw, spec, returns)
         borrowed = self.cw.still_held_after_task(ctx, spec) if ctx.received else ()
         self._reply(identity, spec, returns, borrowed, ctx.returned_refs)
         if spec.kind == NORMAL_TASK and spec.options and self._reached_max_calls(spec):

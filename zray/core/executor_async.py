@@ -19,6 +19,7 @@ import zmq
 from .. import exceptions
 from .core_worker import TaskContext, current_task
 from .streaming_exec import is_streaming
+from .task_events import note_ended, note_started
 
 
 class ActorExit(BaseException):
@@ -186,10 +187,12 @@ class AsyncExecution:
     async def _run_async_call(self, identity, spec) -> None:
         ctx = TaskContext(spec.task_id, spec.function_name, spec.actor_id, received=[], caller=identity)
         token = current_task.set(ctx)
+        note_started(self.cw, spec, self.actor)
         try:
             returns, exiting = await self._invoke_async(spec)
         finally:
             current_task.reset(token)
+        note_ended(self.cw, spec, returns)
         borrowed = self.cw.still_held_after_task(ctx, spec) if ctx.received else ()
         self._reply(identity, spec, returns, borrowed, ctx.returned_refs)
         if exiting:

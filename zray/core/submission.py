@@ -91,6 +91,10 @@ class Submission:
                             args_blob, None, num_returns, self.worker_id, self.endpoint, None, None,
                             0, task_options, ctx.task_id)
             stream = self.generator_streams.open(task_id, task_options) if streaming else None
+            self.task_events.note(task_id, "PENDING_NODE_ASSIGNMENT", {
+                "name": function_name, "func_or_class_name": function_name, "type": "NORMAL_TASK",
+                "job_id": spec.job_id, "parent_task_id": ctx.task_id,
+                "required_resources": (task_options or {}).get("resources") or {"CPU": 1.0}})
             self.tasks.submit(PendingTask(spec, return_ids, self._dep_entries(deps), max_retries,
                                           retry_exceptions, resources_key, nested))
         finally:
@@ -135,6 +139,9 @@ class Submission:
                             None, num_returns, self.worker_id, self.endpoint, actor_id, method_name,
                             st.seq, options, ctx.task_id)
             stream = self.generator_streams.open(task_id, options) if streaming else None
+            self.task_events.note(task_id, "SUBMITTED_TO_WORKER", {
+                "name": method_name, "func_or_class_name": method_name, "type": "ACTOR_TASK",
+                "job_id": spec.job_id, "actor_id": actor_id, "parent_task_id": ctx.task_id})
             self.actors.submit(ActorCall(spec, return_ids, self._dep_entries(deps), max_task_retries,
                                          nested, handle_ref))
         finally:

@@ -17,6 +17,7 @@ import zmq
 
 from .. import exceptions, serialization
 from .object_api import dependency_error_blob
+from .task_events import note_failed_by_owner
 from .task_spec import read_running_marker
 from ..runtime_env import ENV_KEY
 from ..sockets import messages as m
@@ -294,7 +295,7 @@ class TaskSubmitter:
                     and self._should_retry(task, msg.returns)):
                 if msg.borrowed or msg.contained:   # before the task's own references go
                     self.cw.accept_reply_refs(msg, task.return_ids)
-                self._finish(task, msg.returns)
+                self._finish(task, msg.returns, ran=True)
             else:
                 task.retries_left -= 1
                 kq.tasks.append(task)
@@ -320,9 +321,11 @@ class TaskSubmitter:
                 return isinstance(cause, tuple(allowed))
         return False
 
-    def _finish(self, task: PendingTask, returns) -> None:
+    def _finish(self, task: PendingTask, returns, ran: bool = False) -> None:
         self.tasks.pop(task.spec.task_id, None)
         cw = self.cw
+        if not ran:       # the worker that ran a task notes its end itself
+            note_failed_by_owner(cw, task.spec.task_id, returns)
         for object_id, (kind, data) in zip(task.return_ids, returns):
             cw.set_object_ready(object_id, kind, data)
         for object_id, _ in task.deps:

@@ -23,6 +23,7 @@ from zray.gcs.actor_manager import ActorManager
 from zray.gcs.errors import GcsError, GcsErrorCode
 from zray.gcs import placement_groups as pgm
 from zray.gcs.node_manager import NodeManager
+from zray.gcs.task_events import TaskEventStore
 from zray.gcs.tables import ACTORS, JOBS, NODES, PLACEMENT_GROUPS, GcsTables
 from zray.ids import job_id_from_int
 from zray.sockets import messages as msg
@@ -56,6 +57,7 @@ class GcsService:
         self._nodes = NodeManager(node_timeout_s)
         self._actors = ActorManager()
         self._groups = pgm.PlacementGroupManager(self._nodes.alive_view)
+        self._task_events = TaskEventStore()
         self._methods = self._method_table()
         self._signatures = {m: inspect.signature(h) for m, h in self._methods.items()}
         self._ignored_reporters: set = set()
@@ -124,6 +126,7 @@ class GcsService:
         """Any worker or driver death: owners' borrowers learn it on topic W<id>."""
         self._begin(now)
         self._dead_workers[report.worker_id] = report.message
+        self._task_events.worker_died(report.worker_id, report.message)
         if len(self._dead_workers) > MAX_REMEMBERED_DEAD_WORKERS:
             self._dead_workers.pop(next(iter(self._dead_workers)))
         self._out.append(Publish(msg.worker_topic(report.worker_id), report))
@@ -252,6 +255,8 @@ class GcsService:
             GcsMethod.GET_ALL_PLACEMENT_GROUPS: lambda ref: self._groups.all_groups(),
             GcsMethod.GET_ALL_ACTORS: lambda ref: actors.all_info(),
             GcsMethod.GET_ALL_JOBS: lambda ref: list(tables.load(JOBS).values()),
+            GcsMethod.ADD_TASK_EVENTS: lambda ref, events: self._task_events.add(events),
+            GcsMethod.GET_TASK_EVENTS: lambda ref, job_id=None: self._task_events.all(job_id),
         }
 
     def _group_request(self, actions: list):

@@ -116,6 +116,8 @@ class GcsMethod(enum.IntEnum):
     GET_ALL_PLACEMENT_GROUPS = 23
     GET_ALL_ACTORS = 24          # every actor's info (no creation task)
     GET_ALL_JOBS = 25
+    ADD_TASK_EVENTS = 26         # a batch of (task_id, state, time, info) from one process
+    GET_TASK_EVENTS = 27         # every task the GCS keeps (optionally of one job)
 
 
 class TaskStatus(enum.IntEnum):

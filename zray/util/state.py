@@ -3,9 +3,9 @@ nodes, placement groups, jobs, workers, objects - as lists of records with
 Ray's field names, from the GCS tables and this node's raylet.
 
 ``filters`` are Ray's ``[(field, "=" | "!=", value)]`` (compared as strings);
-``limit`` caps the rows.  Tasks are not recorded by zray (no task-event
-stream yet), so ``list_tasks`` and friends raise instead of answering
-partially."""
+``limit`` caps the rows.  Tasks come from the task events every process sends
+the GCS about once a second (zray.core.task_events), so a task shows up
+within about a second of a state change."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -81,6 +81,29 @@ class WorkerState(_Record):
     worker_type: str
     node_id: str
     pid: int
+
+
+@dataclass
+class TaskState(_Record):
+    task_id: str
+    attempt_number: int
+    name: str
+    state: str
+    job_id: str
+    actor_id: Optional[str]
+    type: str
+    func_or_class_name: str
+    parent_task_id: str
+    node_id: Optional[str]
+    worker_id: Optional[str]
+    worker_pid: Optional[int]
+    error_type: Optional[str]
+    error_message: Optional[str] = None
+    required_resources: dict = field(default_factory=dict)
+    creation_time_ms: Optional[int] = None
+    start_time_ms: Optional[int] = None
+    end_time_ms: Optional[int] = None
+    events: list = field(default_factory=list)
 
 
 @dataclass
@@ -196,12 +219,84 @@ def get_worker(id: str, address=None, timeout: int = 30) -> Optional[WorkerState
     return _one(list_workers(filters=[("worker_id", "=", id)], limit=1, timeout=timeout))
 
 
-def _no_task_events(*args, **kwargs):
-    raise NotImplementedError("zray does not record task events yet, so it cannot list tasks "
-                              "(actors, nodes, placement groups, jobs, workers and objects work)")
+def list_tasks(address=None, filters=None, limit: int = DEFAULT_LIMIT, timeout: int = 30,
+               detail: bool = False, raise_on_missing_output: bool = True) -> List[TaskState]:
+    rows = [_task_state(r, detail) for r in task_records(timeout)]
+    return _select(rows, filters, limit)
 
 
-list_tasks = get_task = summarize_tasks = _no_task_events
+def get_task(id: str, address=None, timeout: int = 30) -> Optional[TaskState]:
+    return _one(list_tasks(filters=[("task_id", "=", id)], limit=1, timeout=timeout))
+
+
+def summarize_tasks(address=None, timeout: int = 30, raise_on_missing_output: bool = True) -> dict:
+    """Ray's task summary: per function or method, how many tasks are in each state."""
+    summary: dict = {}
+    for record in task_records(timeout):
+        name = record.get("func_or_class_name") or record.get("name") or "?"
+        row = summary.setdefault(name, {"func_or_class_name": name, "type": record.get("type"),
+                                        "state_counts": {}})
+        row["state_counts"][record["state"]] = row["state_counts"].get(record["state"], 0) + 1
+    return {"cluster": {"summary": summary, "total_tasks": sum(
+        sum(r["state_counts"].values()) for r in summary.values())}}
+
+
+def task_records(timeout: int = 30) -> list:
+    """The GCS's task rows, after this process's own unsent events reach it."""
+    cw = _worker()
+    cw.loop.acquire()
+    try:
+        cw.task_events.flush_due(cw, 0.0, force=True)
+    finally:
+        cw.loop.release()
+    return cw.gcs_call(GcsMethod.GET_TASK_EVENTS, timeout=timeout)
+
+
+def _task_state(record: dict, detail: bool) -> TaskState:
+    def ms(key):
+        value = record.get(key)
+        return int(value * 1000) if value is not None else None
+    return TaskState(
+        task_id=record["task_id"].hex(), attempt_number=0, name=record.get("name") or "",
+        state=record["state"], job_id=_hex(record.get("job_id")),
+        actor_id=_hex(record.get("actor_id")) or None, type=record.get("type") or "NORMAL_TASK",
+        func_or_class_name=record.get("func_or_class_name") or "",
+        parent_task_id=_hex(record.get("parent_task_id")), node_id=_hex(record.get("node_id")) or None,
+        worker_id=_hex(record.get("worker_id")) or None, worker_pid=record.get("worker_pid"),
+        error_type=record.get("error_type"), error_message=record.get("error_message"),
+        required_resources=dict(record.get("required_resources") or {}),
+        creation_time_ms=ms("creation_time"), start_time_ms=ms("start_time"),
+        end_time_ms=ms("end_time"),
+        events=[{"state": s, "created_ms": int(t * 1000)} for s, t in record["events"]]
+        if detail else [])
+
+
+def timeline(filename: Optional[str] = None):
+    """Ray's ``ray.timeline()``: every task that ran, as Chrome trace events
+    ("X" spans: one row per worker process), written to ``filename`` as JSON
+    or returned as a list (open it in chrome://tracing or Perfetto)."""
+    events = []
+    for record in task_records():
+        start, end = record.get("start_time"), record.get("end_time")
+        if start is None:
+            continue
+        end = end if end is not None else start
+        name = record.get("name") or "task"
+        events.append({
+            "cat": f"task::{name}", "name": f"task::{name}", "ph": "X",
+            "pid": f"Node {_hex(record.get('node_id'))[:12]}",
+            "tid": f"Worker {record.get('worker_pid')}",
+            "ts": start * 1e6, "dur": max(0.0, end - start) * 1e6,
+            "cname": "rail_response" if record["state"] == "FAILED" else "generic_work",
+            "args": {"task_id": record["task_id"].hex(), "job_id": _hex(record.get("job_id")),
+                     "state": record["state"], "type": record.get("type")}})
+    events.sort(key=lambda e: e["ts"])
+    if filename is None:
+        return events
+    import json
+    with open(filename, "w") as f:
+        json.dump(events, f)
+    return None
 
 
 # ------------------------------------------------------------- internals ---

@@ -105,3 +105,28 @@ def test_kill_runs_no_hooks(cluster, tmp_path):
     zray.kill(actor)
     wait_for(lambda: _gone(pid), 15, "the actor's process to exit")
     assert _marks(marks) == []
+
+
+@zray.remote
+class LeavesAtOnce:
+    def __init__(self, marks: str):
+        atexit.register(_mark, marks, "atexit")
+        zray.actor.exit_actor()
+
+    def pid(self):
+        return os.getpid()
+
+
+def test_exit_actor_in_the_constructor_runs_atexit_handlers(cluster, tmp_path):
+    marks = str(tmp_path / "marks")
+    actor = LeavesAtOnce.remote(marks)
+    with pytest.raises(zray.exceptions.RayActorError):
+        zray.get(actor.pid.remote(), timeout=30)
+    wait_for(lambda: _marks(marks) == ["atexit"], 15, "the atexit handler to run")
+
+
+def test_empty_actor_names_are_refused(cluster, tmp_path):
+    with pytest.raises(ValueError, match="empty string"):
+        Tidy.options(name="").remote(str(tmp_path / "marks"))
+    with pytest.raises(ValueError, match="empty string"):
+        Tidy.options(namespace="").remote(str(tmp_path / "marks"))

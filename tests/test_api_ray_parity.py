@@ -144,7 +144,7 @@ def test_runtime_context_names_and_session_details(cluster):
     actor = NamedProbe.options(name="probe-name").remote()
     name, task_name, env = zray.get(actor.context.remote(), timeout=30)
     assert (name, task_name, env) == ("probe-name", "NamedProbe.context", {})
-    assert zray.get(NamedProbe.remote().context.remote(), timeout=30)[0] is None
+    assert zray.get(NamedProbe.remote().context.remote(), timeout=30)[0] == ""   # unnamed actor: "" as in Ray
     assert zray.get(task_context.remote(), timeout=30) == ("task_context", None, False)
     assert zray.get(task_context.options(name="renamed").remote(), timeout=30)[0] == "renamed"
     with pytest.raises(ValueError, match="'object_store_memory' is not implemented for tasks"):

@@ -179,6 +179,10 @@ class ActorClass:
         meta = self._meta
         actor_id = ids.random_unique_id()
         name = options.get("name")
+        if name == "":
+            raise ValueError("Actor name cannot be an empty string.")
+        if options.get("namespace") == "":
+            raise ValueError("Actor namespace cannot be an empty string.")
         namespace = options.get("namespace") or cw.current_namespace()
         detached = options.get("lifetime") == "detached"
         shape = opts.actor_resource_shape(options)

@@ -113,7 +113,12 @@ class RayTaskError(RayError):
             return self.cause
         try:
             return self.make_dual_exception_instance()
-        except TypeError:
+        except TypeError as exc:
+            import logging
+            logging.getLogger("zray.exceptions").warning(
+                "User exception type %s in RayTaskError can't be subclassed! This exception is "
+                "raised as RayTaskError only. You can use `ray_task_error.cause` to access the "
+                "user exception. Failure in subclassing: %s", type(self.cause), exc)
             return self
 
     def make_dual_exception_instance(self):
@@ -219,6 +224,12 @@ def _node_ip():
         return socket.gethostbyname(socket.gethostname())
     except OSError:
         return "127.0.0.1"
+
+
+# Ray's words for an actor that ended itself with exit_actor() / __ray_terminate__.
+INTENDED_EXIT_MESSAGE = ("The actor is dead because its worker process has died. Worker exit type: "
+                         "INTENDED_USER_EXIT Worker exit detail: Worker exits by an user request. "
+                         "exit_actor() is called.")
 
 
 class RayActorError(RayError):

@@ -105,8 +105,11 @@ class RuntimeContext:
         return {"GPU": [str(i) for i in get_gpu_ids()]}
 
     def get_actor_name(self):
-        """The current actor's name, or None (unnamed, or not in an actor)."""
-        return getattr(self._worker, "actor_name", None) if self._worker.actor_id else None
+        """The current actor's name ("" if it has none, as in Ray), or None
+        outside an actor."""
+        if not self._worker.actor_id:
+            return None
+        return getattr(self._worker, "actor_name", None) or ""
 
     def get_task_name(self):
         """The running task's name (``Class.method`` for actor calls), None on the driver."""

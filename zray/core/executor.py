@@ -307,7 +307,7 @@ class Executor(AsyncExecution, StreamingExecution):
         """(returns, exiting) for the exception that ended a call (inside except)."""
         if isinstance(exc, (ActorExit, exceptions.AsyncioActorExit)):
             return self._error_returns(spec, exceptions.ActorDiedError(
-                error_msg="The actor exited intentionally via exit_actor().")), True
+                error_msg=exceptions.INTENDED_EXIT_MESSAGE)), True
         if isinstance(exc, (exceptions.TaskCancelledError, asyncio.CancelledError)):
             # Cancelled while running: Ray's RayTaskError(TaskCancelledError), both types.
             return self._error_returns(spec, self._task_error(

@@ -75,7 +75,7 @@ def run(session_dir: str, raylet_endpoint: str, worker_id: bytes) -> int:
     cw.connect()
     code = cw.executor.run_forever()
     try:
-        if code == 0 and cw.executor.actor is not None:
+        if code == 0 and cw.actor_id is not None:   # (actor is None if __init__ exited)
             cw.executor.run_exit_hooks()
         cw.shutdown(linger_ms=EXIT_FLUSH_MS)
     finally:

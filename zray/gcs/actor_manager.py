@@ -35,6 +35,7 @@ from zray.gcs.actor_events import (
     ReturnLease, PushCreationTask, SaveActor, TickEvent, Warn, WorkerDiedEvent,
 )
 from zray import bundle_resources
+from zray.exceptions import INTENDED_EXIT_MESSAGE   # the exiting call's own error says the same
 from zray.gcs.errors import GcsErrorCode
 from zray.sockets.messages import ReturnKind, TaskStatus
 
@@ -45,9 +46,6 @@ DEAD = "DEAD"
 
 KILLED_MESSAGE = "The actor is dead because it was killed by `ray.kill`."   # Ray's words
 OWNER_DIED_MESSAGE = "The actor died because its owner has died."
-INTENDED_EXIT_MESSAGE = ("The actor is dead because its worker process has died. Worker exit "
-                         "type: INTENDED_USER_EXIT Worker exit detail: Worker exits by an user "
-                         "request. exit_actor() is called.")
 OUT_OF_SCOPE_MESSAGE = "The actor is dead because all references to the actor were removed."
 JOB_FINISHED_MESSAGE = "The actor is dead because its job finished."
 GROUP_REMOVED_MESSAGE = "The actor died because its placement group was removed."

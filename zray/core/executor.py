@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import ctypes
-import inspect
 import logging
 import mmap
 import os
@@ -24,6 +22,8 @@ from ..sockets import messages as m
 from ..sockets.messages import ReturnKind, TaskStatus
 from .core_worker import TaskContext, current_task
 from .executor_async import ActorExit, AsyncExecution, actor_method
+from .actor_lifecycle import ActorLifecycle
+from .cancellation import TaskCancellation
 from .streaming_exec import StreamingExecution, is_streaming
 from .task_events import note_ended, note_started
 from .task_spec import (ACTOR_TASK, NORMAL_TASK, ArgSlot, TaskSpec,
@@ -77,7 +77,7 @@ def _restore_visible_gpus(previous) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = previous
 
 
-class Executor(AsyncExecution, StreamingExecution):
+class Executor(AsyncExecution, StreamingExecution, TaskCancellation, ActorLifecycle):
     def __init__(self, core_worker):
         self.cw = core_worker
         self.queue: deque = deque()          # (identity, TaskSpec) for the main thread
@@ -100,20 +100,7 @@ class Executor(AsyncExecution, StreamingExecution):
         self._consumed_events: dict = {}     # generator task id -> (loop, asyncio.Event), async actors
         self._group_loops: dict = {}         # async: concurrency group -> its event loop
         self._main_thread = threading.get_ident()
-        # A cancel that arrives while the main-thread task waits inside zray (get /
-        # wait, or any call whose loop handles the CancelTask) is flagged here and
-        # raised by the wait: an async exception would fire inside an io-loop
-        # handler and be swallowed there.
-        self.cancel_requested = None
-        self.main_waiting = 0
-        # Ray interrupts a cancelled normal task with KeyboardInterrupt.  It is
-        # sent (an async exception) only while the main thread runs the task's
-        # own code; the flag changes under this lock, and leaving that code
-        # drops an interrupt not raised yet.
-        self.cancelled = None                # task id asked to cancel (is_canceled)
-        self._interrupt_lock = threading.Lock()
-        self._interruptible = False
-        self._interrupt_sent = False
+        self._init_cancellation()
         self._marker = _open_running_marker(core_worker)
 
     # ---------------------------------------------------------- intake ---
@@ -139,67 +126,8 @@ class Executor(AsyncExecution, StreamingExecution):
                 return
         self.queue.append((identity, spec))
 
-    def on_cancel(self, identity: bytes, msg) -> None:
-        for item in list(self.queue):
-            if item[1].task_id == msg.task_id:
-                self.queue.remove(item)
-                self._reply_error(item[0], item[1], exceptions.TaskCancelledError(msg.task_id.hex()))
-                return
-        if self.mode == "async":   # a running async call: cancel its asyncio.Task
-            self._cancel_async(msg.task_id)
-            return
-        running = self.running
-        # Running actor calls are not interrupted (Ray: only async actor calls are).
-        if running is not None and running.task_id == msg.task_id and running.kind == NORMAL_TASK:
-            if msg.force:
-                log.warning("force-cancelling task %s: exiting", msg.task_id.hex())
-                os._exit(1)
-            if msg.recursive:
-                self._cancel_children(msg.task_id)
-            self.cancelled = msg.task_id
-            with self._interrupt_lock:
-                if (self._interruptible and not self.main_waiting
-                        and threading.get_ident() != self._main_thread):
-                    _set_async_exc(self._main_thread, KeyboardInterrupt)
-                    self._interrupt_sent = True
-                else:
-                    self.cancel_requested = msg.task_id
-
-    def _run_interruptible(self, call, *args):
-        """``call(*args)``: the normal task's own code, where a cancel raises
-        KeyboardInterrupt."""
-        with self._interrupt_lock:
-            self._interruptible = True
-        try:
-            return call(*args)
-        finally:
-            with self._interrupt_lock:
-                self._interruptible = False
-                if self._interrupt_sent:
-                    self._interrupt_sent = False
-                    _set_async_exc(self._main_thread, None)   # the task is past its code
-
-    def _cancel_children(self, task_id: bytes) -> None:
-        """cancel(recursive=True): the tasks the cancelled task submitted (lock held)."""
-        tasks = self.cw.tasks
-        for child in [t for t in tasks.tasks.values() if t.spec.parent_task_id == task_id]:
-            tasks.cancel(child.spec.task_id, False, True)
-
     def on_main_thread(self) -> bool:
         return threading.get_ident() == self._main_thread
-
-    def raise_if_cancelled(self) -> None:
-        """Raise Ray's KeyboardInterrupt if the main-thread task was cancelled
-        while it waited (an actor call's wait raises TaskCancelledError)."""
-        task_id = self.cancel_requested
-        if task_id is None:
-            return
-        self.cancel_requested = None
-        running = self.running
-        if running is not None and running.task_id == task_id:
-            if running.kind == NORMAL_TASK:
-                raise KeyboardInterrupt
-            raise exceptions.TaskCancelledError(task_id.hex())
 
     def holds_task_resources(self) -> bool:
         running = self.running
@@ -335,42 +263,6 @@ class Executor(AsyncExecution, StreamingExecution):
                 self.run_exit_hooks()
             self.cw.shutdown(linger_ms=EXIT_FLUSH_MS)
             os._exit(code)
-
-    def request_graceful_exit(self) -> bool:
-        """A graceful kill (SIGTERM to an actor): leave once no call is queued
-        or running; False while some is.  Loop lock held (a tick)."""
-        if self.queue or self.running is not None:
-            return False
-        if self.mode == "async":
-            if self._async_tasks:
-                return False
-            self.exiting = True
-            self._async_loop.call_soon_threadsafe(self._async_loop.stop)
-            return True
-        self.exiting = True      # run_forever returns at its next turn
-        return True
-
-    def run_exit_hooks(self) -> None:
-        """Before an actor leaves on purpose (exit_actor, __ray_terminate__, a
-        graceful kill): its threads' calls finish, then its __ray_shutdown__
-        and the process's atexit handlers run, as in Ray.  A kill runs neither."""
-        on_main = threading.get_ident() == self._main_thread
-        if on_main:
-            for pool in (self._pool, *self._group_pools.values()):
-                if pool is not None:
-                    pool.shutdown(wait=True)
-            self._flush_outbox()
-        actor = self.actor
-        hook = getattr(type(actor), "__ray_shutdown__", None) if actor is not None else None
-        if hook is not None:
-            try:
-                result = hook(actor)
-                if inspect.isawaitable(result):
-                    asyncio.new_event_loop().run_until_complete(result)
-            except Exception:
-                log.exception("__ray_shutdown__ of %s failed", type(actor).__name__)
-        import atexit
-        atexit._run_exitfuncs()
 
     def _reply(self, identity, spec, returns, borrowed=(), returned_refs=()) -> None:
         cw = self.cw
@@ -535,9 +427,3 @@ class Executor(AsyncExecution, StreamingExecution):
         else:
             self.mode = "actor"
         return None
-
-
-def _set_async_exc(thread_id: int, exc_type) -> None:
-    """Raise ``exc_type`` in the thread at its next bytecode (None: cancel one pending)."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread_id), None if exc_type is None else ctypes.py_object(exc_type))

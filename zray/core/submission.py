@@ -12,6 +12,7 @@ from ..serialization import EMPTY_ARGS_BLOB, INLINE_THRESHOLD, SerializationErro
 from .actor_submitter import ActorCall
 from .object_ref import ObjectRef
 from .object_ref_generator import ObjectRefGenerator, dynamic_result
+from .task_events import ACTOR_TASK as ACTOR_TASK_TYPE, NORMAL_TASK as NORMAL_TASK_TYPE
 from .task_spec import ACTOR_CREATION_TASK, ACTOR_TASK, NORMAL_TASK, ArgSlot, TaskSpec
 from .task_submitter import PendingTask
 
@@ -91,10 +92,8 @@ class Submission:
                             args_blob, None, num_returns, self.worker_id, self.endpoint, None, None,
                             0, task_options, ctx.task_id)
             stream = self.generator_streams.open(task_id, task_options) if streaming else None
-            self.task_events.note(task_id, "PENDING_NODE_ASSIGNMENT", {
-                "name": function_name, "func_or_class_name": function_name, "type": "NORMAL_TASK",
-                "job_id": spec.job_id, "parent_task_id": ctx.task_id,
-                "required_resources": (task_options or {}).get("resources") or {"CPU": 1.0}})
+            self.task_events.submitted(task_id, function_name, NORMAL_TASK_TYPE, spec.job_id,
+                                       ctx.task_id)
             self.tasks.submit(PendingTask(spec, return_ids, self._dep_entries(deps), max_retries,
                                           retry_exceptions, resources_key, nested))
         finally:
@@ -139,9 +138,8 @@ class Submission:
                             None, num_returns, self.worker_id, self.endpoint, actor_id, method_name,
                             st.seq, options, ctx.task_id)
             stream = self.generator_streams.open(task_id, options) if streaming else None
-            self.task_events.note(task_id, "SUBMITTED_TO_WORKER", {
-                "name": method_name, "func_or_class_name": method_name, "type": "ACTOR_TASK",
-                "job_id": spec.job_id, "actor_id": actor_id, "parent_task_id": ctx.task_id})
+            self.task_events.submitted(task_id, method_name, ACTOR_TASK_TYPE, spec.job_id,
+                                       ctx.task_id, actor_id)
             self.actors.submit(ActorCall(spec, return_ids, self._dep_entries(deps), max_task_retries,
                                          nested, handle_ref))
         finally:

@@ -255,7 +255,8 @@ class GcsService:
             GcsMethod.GET_ALL_PLACEMENT_GROUPS: lambda ref: self._groups.all_groups(),
             GcsMethod.GET_ALL_ACTORS: lambda ref: actors.all_info(),
             GcsMethod.GET_ALL_JOBS: lambda ref: list(tables.load(JOBS).values()),
-            GcsMethod.ADD_TASK_EVENTS: lambda ref, events: self._task_events.add(events),
+            GcsMethod.ADD_TASK_EVENTS: lambda ref, header, events: self._task_events.add(
+                header, events),
             GcsMethod.GET_TASK_EVENTS: lambda ref, job_id=None: self._task_events.all(job_id),
         }
 

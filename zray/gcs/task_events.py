@@ -1,66 +1,93 @@
-"""The GCS's record of tasks, merged from the task events processes send
-(zray.core.task_events): one row per task with its latest state, its times
-and its state history, for ``list_tasks`` and ``timeline``.  In memory and
-bounded (the oldest tasks go first), as Ray's GCS task manager."""
+"""The GCS's record of tasks, merged from the task-event batches processes
+send (zray.core.task_events): one row per task with its latest state, its
+times and its state history, for ``list_tasks`` and ``timeline``.  In
+memory and bounded (the oldest tasks go first), as Ray's GCS task manager.
+A row is a list indexed by the constants below: merging is the hot part
+(three events a task, from several processes at once)."""
 from __future__ import annotations
 
 from collections import OrderedDict
 
 MAX_TASKS_IN_GCS = 100_000
-FINAL_STATES = ("FINISHED", "FAILED")
+STATES = {"S": "PENDING_NODE_ASSIGNMENT", "R": "RUNNING", "F": "FINISHED", "X": "FAILED"}
+_SUBMITTED_ACTOR_CALL = "SUBMITTED_TO_WORKER"
+(STATE, LATEST, CREATED, STARTED, ENDED, NAME, TYPE, JOB, PARENT, ACTOR, NODE, WORKER, PID,
+ ERROR_TYPE, ERROR_MESSAGE, EVENTS) = range(16)
+
+
+def _new_row() -> list:
+    row = [None] * 16
+    row[LATEST] = 0.0
+    row[EVENTS] = []
+    return row
 
 
 class TaskEventStore:
     def __init__(self, max_tasks: int = MAX_TASKS_IN_GCS):
-        self._tasks: OrderedDict = OrderedDict()     # task_id -> record
+        self._rows: OrderedDict = OrderedDict()     # task_id -> row
         self._max = max_tasks
         self.evicted = 0
 
-    def add(self, events) -> None:
-        """Merge ``[(task_id, state, unix time, info or None)]``; malformed ones
-        raise ValueError (the request fails, naming the problem)."""
-        for event in events:
-            try:
-                task_id, state, when, info = event
-            except (TypeError, ValueError):
-                raise ValueError(f"a task event must be (task_id, state, time, info), "
-                                 f"got {event!r}") from None
-            if not isinstance(task_id, bytes) or not isinstance(state, str):
-                raise ValueError(f"bad task event {event!r}")
-            record = self._tasks.get(task_id)
-            if record is None:
-                record = self._tasks[task_id] = {"task_id": task_id, "state": state,
-                                                 "events": []}
-                if len(self._tasks) > self._max:
-                    self._tasks.popitem(last=False)
-                    self.evicted += 1
-            if info:
-                record.update(info)
-            when = float(when)
-            record["events"].append((state, when))
-            # Processes send their batches independently: the state is that of
-            # the latest event (a retry's RUNNING after a FAILED counts, a late
-            # batch's PENDING does not).
-            if when >= record.get("_latest", 0.0):
-                record["_latest"] = when
-                record["state"] = state
-            if state == "RUNNING":
-                record["start_time"] = when
-                if record.get("end_time", when) < when:
-                    del record["end_time"]          # a retry: running again
-            elif state in FINAL_STATES:
-                record["end_time"] = max(record.get("end_time", when), when)
-            record["creation_time"] = min(record.get("creation_time", when), when)
+    def add(self, header, events) -> None:
+        """Merge one process's batch; a malformed batch raises ValueError
+        (the request fails, naming the problem)."""
+        try:
+            node_id, worker_id, pid = header
+            rows = self._rows
+            for event in events:
+                task_id, code, when = event[0], event[1], event[2]
+                row = rows.get(task_id)
+                if row is None:
+                    row = rows[task_id] = _new_row()
+                    if len(rows) > self._max:
+                        rows.popitem(last=False)
+                        self.evicted += 1
+                state = STATES[code]
+                if code == "S":
+                    row[NAME] = row[NAME] or event[3]
+                    row[TYPE] = row[TYPE] or event[4]
+                    row[JOB], row[PARENT], row[ACTOR] = event[5], event[6], event[7]
+                    if event[4] == "ACTOR_TASK":
+                        state = _SUBMITTED_ACTOR_CALL
+                elif code == "R":
+                    row[NAME] = event[3]
+                    row[NODE], row[WORKER], row[PID] = node_id, worker_id, pid
+                    row[STARTED] = when
+                    if row[ENDED] is not None and row[ENDED] < when:
+                        row[ENDED] = None              # a retry: running again
+                else:
+                    row[ENDED] = when if row[ENDED] is None else max(row[ENDED], when)
+                    if code == "X":
+                        row[ERROR_TYPE], row[ERROR_MESSAGE] = event[3], event[4]
+                row[EVENTS].append((state, when))
+                if row[CREATED] is None or when < row[CREATED]:
+                    row[CREATED] = when
+                # Batches from several processes arrive in any order: the state
+                # is the latest event's (a retry's RUNNING after a FAILED counts).
+                if when >= row[LATEST]:
+                    row[LATEST] = when
+                    row[STATE] = state
+        except (TypeError, ValueError, KeyError, IndexError) as exc:
+            raise ValueError(f"malformed task events: {exc!r}") from None
 
     def worker_died(self, worker_id: bytes, message: str) -> None:
         """Tasks that were running in a worker that died have failed."""
-        for record in self._tasks.values():
-            if record.get("worker_id") == worker_id and record["state"] not in FINAL_STATES:
-                record["state"] = "FAILED"
-                record["error_type"] = "WORKER_DIED"
-                record["error_message"] = message
+        for row in self._rows.values():
+            if row[WORKER] == worker_id and row[STATE] not in ("FINISHED", "FAILED"):
+                row[STATE] = "FAILED"
+                row[ERROR_TYPE], row[ERROR_MESSAGE] = "WORKER_DIED", message
 
     def all(self, job_id=None) -> list:
-        return [{**{k: v for k, v in r.items() if k != "_latest"},
-                 "events": sorted(r["events"], key=lambda e: e[1])}
-                for r in self._tasks.values() if job_id is None or r.get("job_id") == job_id]
+        out = []
+        for task_id, row in self._rows.items():
+            if job_id is not None and row[JOB] != job_id:
+                continue
+            out.append({
+                "task_id": task_id, "state": row[STATE], "name": row[NAME],
+                "func_or_class_name": row[NAME], "type": row[TYPE] or "NORMAL_TASK",
+                "job_id": row[JOB], "parent_task_id": row[PARENT], "actor_id": row[ACTOR],
+                "node_id": row[NODE], "worker_id": row[WORKER], "worker_pid": row[PID],
+                "error_type": row[ERROR_TYPE], "error_message": row[ERROR_MESSAGE],
+                "creation_time": row[CREATED], "start_time": row[STARTED],
+                "end_time": row[ENDED], "events": sorted(row[EVENTS], key=lambda e: e[1])})
+        return out

@@ -158,3 +158,25 @@ def test_accelerator_type_needs_a_node_with_that_accelerator(cluster, capfd):
 def test_label_selector_is_refused_clearly(cluster):
     with pytest.raises(ValueError, match="label_selector is not supported"):
         zray.remote(lambda: 1).options(label_selector={"zone": "a"}).remote()
+
+
+@zray.remote
+class StartsWork:
+    def __init__(self):
+        self.ticks = 0
+        asyncio.get_event_loop().create_task(self._tick())   # Ray: __init__ sees the actor's loop
+
+    async def _tick(self):
+        while True:
+            self.ticks += 1
+            await asyncio.sleep(0.01)
+
+    async def ticks_so_far(self):
+        return self.ticks
+
+
+def test_an_async_actor_can_start_background_work_in_its_constructor(cluster):
+    actor = StartsWork.remote()
+    zray.get(actor.ticks_so_far.remote(), timeout=30)
+    time.sleep(0.2)
+    assert zray.get(actor.ticks_so_far.remote(), timeout=30) > 3

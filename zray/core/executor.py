@@ -412,9 +412,13 @@ class Executor(AsyncExecution, StreamingExecution, TaskCancellation, ActorLifecy
         is_async = options.get("is_async", False)
         max_concurrency = options.get("max_concurrency") or (1000 if is_async else 1)
         groups = options.get("concurrency_groups") or {}
+        if is_async:
+            # As in Ray, __init__ already sees the actor's event loop: tasks it
+            # starts there (loop.create_task) run once the loop does.
+            self._start_event_loop(max_concurrency, groups)
+            asyncio.set_event_loop(self._async_loop)
         self.actor = cls(*args, **kwargs)
         if is_async:
-            self._start_event_loop(max_concurrency, groups)
             self.mode = "async"
         elif max_concurrency > 1 or groups:
             # Each concurrency group runs its calls on threads of its own (Ray's).

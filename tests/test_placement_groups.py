@@ -229,6 +229,12 @@ def test_bad_groups_and_strategies_are_refused_like_ray(cluster):
     cpu_less = placement_group([{"custom": 1}])
     with pytest.raises(ValueError, match="cannot fit into any bundles"):   # needs 1 CPU to place
         InGroup.options(scheduling_strategy=_in(cpu_less)).remote()
+    with pytest.raises(ValueError, match="cannot fit into any bundles"):   # still 1 CPU to place
+        InGroup.options(resources={"custom": 1}, scheduling_strategy=_in(cpu_less)).remote()
+    zero = InGroup.options(num_cpus=0, resources={"custom": 1},      # placed with no CPU
+                           scheduling_strategy=_in(cpu_less)).remote()
+    assert zray.get(zero.group.remote(), timeout=30) == cpu_less
+    zray.kill(zero)
     remove_placement_group(cpu_less)
     with pytest.raises(ValueError, match="Invalid scheduling_strategy value BOGUS"):
         where.options(scheduling_strategy="BOGUS").remote()

@@ -60,7 +60,9 @@ def resolve(cw, options: dict, shape: dict, what: str, is_actor: bool = False) -
     if not isinstance(group, PlacementGroup):
         raise TypeError(f"placement_group must be a PlacementGroup, got {type(group).__name__}")
     check_placement_group_index(group, index)
-    _check_fits(group, shape, what, is_actor)
+    # An actor without num_cpus needs 1 CPU to be placed (Ray's), whatever else it asks.
+    needs_cpu_to_place = is_actor and options.get("num_cpus") is None
+    _check_fits(group, shape, what, needs_cpu_to_place)
     group_hex = group.id.hex()
     return Placement(br.demand_in_group(shape, index, group_hex),
                      (group.id.binary(), bool(capture)))
@@ -84,11 +86,11 @@ def _pg_id(pg_id: bytes):
     return ids.PlacementGroupID(pg_id)
 
 
-def _check_fits(group, shape: dict, what: str, is_actor: bool) -> None:
-    """Ray refuses at submission a shape that fits no bundle of the group (a
-    default actor's is the 1 CPU it needs to be placed)."""
-    if is_actor and not shape:
-        shape = {"CPU": 1.0}
+def _check_fits(group, shape: dict, what: str, needs_cpu_to_place: bool) -> None:
+    """Ray refuses at submission a shape that fits no bundle of the group (an
+    actor without num_cpus also needs the 1 CPU it is placed with)."""
+    if needs_cpu_to_place:
+        shape = dict(shape, CPU=max(1.0, shape.get("CPU", 0.0)))
     bundles = group.bundle_specs
     if any(all(bundle.get(name, 0) >= amount for name, amount in shape.items() if amount)
            for bundle in bundles):

@@ -254,3 +254,21 @@ def test_a_second_driver_joins_a_cluster_started_by_init(cluster):
     assert done.stdout.split("\n")[:2] == ["hello from the first driver's actor", "a task"]
     # The first driver's actor lives on: the second driver only borrowed it.
     assert zray.get(greeter.hello.remote(), timeout=30)
+
+
+@zray.remote
+def function_name_probe():
+    return zray.get_runtime_context().get_task_function_name()
+
+
+@zray.remote
+class FunctionNameProbe:
+    def probe(self):
+        return zray.get_runtime_context().get_task_function_name()
+
+
+def test_task_function_names_are_module_qualified_as_in_ray(cluster):
+    assert zray.get_runtime_context().get_task_function_name() is None      # the driver
+    assert zray.get(function_name_probe.remote(), timeout=30) == f"{__name__}.function_name_probe"
+    actor = FunctionNameProbe.remote()
+    assert zray.get(actor.probe.remote(), timeout=30) == f"{__name__}.FunctionNameProbe.probe"

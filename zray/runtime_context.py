@@ -120,6 +120,22 @@ class RuntimeContext:
         return f"{class_name}.{name}" if self._worker.actor_id and class_name else name
 
     def get_task_function_name(self):
+        """Ray's: the module-qualified function of what runs (``module.f``, or
+        ``module.Class.method`` in an actor); None on the driver."""
+        worker = self._worker
+        if worker.is_driver:
+            return None
+        ctx = self._ctx()
+        executor = getattr(worker, "executor", None)
+        actor = getattr(executor, "actor", None)
+        if worker.actor_id and actor is not None:
+            cls = type(actor)
+            return f"{cls.__module__}.{cls.__name__}.{ctx.function_name}"
+        spec = getattr(executor, "running", None)
+        if spec is not None and spec.task_id == ctx.task_id:
+            function = worker.functions.loaded(spec.function_id)
+            if function is not None:
+                return f"{function.__module__}.{getattr(function, '__name__', ctx.function_name)}"
         return self.get_task_name()
 
     def get_placement_group_id(self):

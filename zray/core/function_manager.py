@@ -53,6 +53,10 @@ class FunctionManager:
             self._loaded[function_id] = obj
         return function_id
 
+    def loaded(self, function_id: bytes):
+        """The definition if this process has loaded it already, else None."""
+        return self._loaded.get(function_id)
+
     def load(self, function_id: bytes):
         obj = self._loaded.get(function_id)
         if obj is not None:

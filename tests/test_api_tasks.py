@@ -431,6 +431,43 @@ def test_retry_exceptions_list(cluster, tmp_path):
     assert len(_lines(unlisted)) == 1
 
 
+@zray.remote
+def fails_twice_noting_times(path):
+    with open(path, "a") as f:
+        f.write(f"{time.time()}\n")
+    if len(_lines(path)) < 3:
+        raise ValueError("not yet")
+    return "passed"
+
+
+def test_an_exception_is_retried_after_a_pause_as_in_ray(cluster, tmp_path):
+    """Ray waits task_retry_delay_ms (1 s) before running a task whose
+    exception it retries: state that changes a moment later can let it pass."""
+    path = str(tmp_path / "attempts")
+    ref = fails_twice_noting_times.options(max_retries=2, retry_exceptions=True).remote(path)
+    assert zray.get(ref, timeout=30) == "passed"
+    times = [float(word) for word in _lines(path)]
+    assert len(times) == 3 and all(b - a >= 0.9 for a, b in zip(times, times[1:]))
+
+
+@zray.remote(max_retries=3, retry_exceptions=[ValueError])
+def yields_then_fails_once(path):
+    with open(path, "a") as f:
+        f.write(f"{time.time()}\n")
+    first_attempt = len(_lines(path)) == 1
+    for i in range(5):
+        if i == 3 and first_attempt:
+            raise ValueError("the first attempt fails at item 3")
+        yield i
+
+
+def test_a_streaming_generator_is_retried_without_repeating_items(cluster, tmp_path):
+    path = str(tmp_path / "attempts")
+    gen = yields_then_fails_once.remote(path)
+    assert [zray.get(ref, timeout=30) for ref in gen] == [0, 1, 2, 3, 4]
+    assert len(_lines(path)) == 2
+
+
 def test_retry_exceptions_in_decorator(cluster, tmp_path):
     @zray.remote(max_retries=2, retry_exceptions=[ZeroDivisionError])
     def flaky(path):

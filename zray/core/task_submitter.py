@@ -9,6 +9,7 @@ lease idle for IDLE_LEASE_S, or asked back by the raylet, is returned.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections import deque
@@ -32,6 +33,10 @@ MAX_LEASE_REQUESTS = 4
 SHORT_TASK_S = 0.002
 PIPELINE_DEPTH = 16
 
+
+# Ray's task_retry_delay_ms (1 s measured on Ray 2.60): the pause before a task
+# whose exception is retried (retry_exceptions) runs again.
+RETRY_DELAY_S = int(os.environ.get("RAY_task_retry_delay_ms", "1000")) / 1000.0
 
 class PendingTask:
     __slots__ = ("spec", "return_ids", "deps", "unresolved", "retries_left", "retry_exceptions",
@@ -105,6 +110,7 @@ class TaskSubmitter:
         self.in_flight: dict = {}           # task_id -> Lease
         self.lease_requests: dict = {}      # request_id -> KeyQueue
         self.tasks: dict = {}               # task_id -> PendingTask (until finished)
+        self.retry_later: list = []         # (monotonic due time, PendingTask) to retry
 
     # ------------------------------------------------------------ submit ---
     def submit(self, task: PendingTask) -> None:
@@ -227,11 +233,22 @@ class TaskSubmitter:
 
     def tick(self) -> None:
         self.return_idle_leases()
+        if self.retry_later:
+            self._requeue_due_retries(time.monotonic())
         for rid, kq in list(self.lease_requests.items()):
             if not kq.tasks:
                 del self.lease_requests[rid]
                 kq.requests.discard(rid)
                 self.cw.loop.send(self.cw.raylet, m.encode(m.CancelLeaseRequest(rid)))
+
+    def _requeue_due_retries(self, now: float) -> None:
+        due = [task for when, task in self.retry_later if when <= now]
+        if not due:
+            return
+        self.retry_later = [(when, task) for when, task in self.retry_later if when > now]
+        for task in due:
+            if not task.cancelled:     # a cancel while it waited has finished it
+                self._enqueue(task)
 
     def on_worker_died(self, msg) -> None:
         lease = self.leases.pop(msg.lease_id, None)
@@ -298,7 +315,9 @@ class TaskSubmitter:
                 self._finish(task, msg.returns, ran=True)
             else:
                 task.retries_left -= 1
-                kq.tasks.append(task)
+                # As Ray (task_retry_delay_ms): an exception retried at once
+                # would likely meet the same state again.
+                self.retry_later.append((now + RETRY_DELAY_S, task))
         if not lease.in_flight:
             lease.blocked = False
             lease.exclusive = False

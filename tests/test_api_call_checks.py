@@ -149,3 +149,16 @@ def test_a_definition_capturing_a_huge_object_is_refused(cluster):
 def test_object_store_memory_on_an_actor_is_deprecated():
     with pytest.warns(DeprecationWarning, match="object_store_memory"):
         zray.remote(object_store_memory=1)(type("Plain", (), {}))
+
+
+def test_an_actor_class_capturing_a_huge_object_is_refused_in_rays_words(cluster):
+    import numpy as np
+    huge = np.ones(100 * 1024 * 1024, dtype=np.uint8)
+
+    @zray.remote
+    class UsesHuge:
+        def size(self):
+            return huge.size
+
+    with pytest.raises(ValueError, match="The actor UsesHuge is too large"):
+        UsesHuge.remote()

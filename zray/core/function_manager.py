@@ -108,8 +108,11 @@ def _dumps_capturing_refs(obj):
 def _check_size(obj, size: int) -> None:
     if size <= FUNCTION_SIZE_WARN_THRESHOLD:
         return
-    kind = "actor class" if isinstance(obj, type) else "remote function"
-    name = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+    if isinstance(obj, type):     # Ray's wording: "The actor Counter", "The remote function m.f"
+        kind, name = "actor", obj.__name__
+    else:
+        kind = "remote function"
+        name = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__name__', repr(obj))}"
     advice = ("Check that its definition is not implicitly capturing a large array or other "
               "object in scope. Tip: use zray.put() to put large objects in the object store.")
     mib = size / (1024 * 1024)

@@ -99,6 +99,8 @@ def test_tasks_are_listed_from_task_events(cluster, tmp_path):
     [failed] = tasks_named("listed_failure")
     assert failed.state == "FAILED" and failed.error_type == "TASK_EXECUTION_EXCEPTION"
     assert "listed" in failed.error_message
+    [creation] = tasks_named("ListedCalls.__init__")
+    assert creation.type == "ACTOR_CREATION_TASK"
     [call] = tasks_named("ListedCalls.call")
     assert (call.type, call.state, call.worker_pid) == ("ACTOR_TASK", "FINISHED", actor_pid)
     assert state.get_task(first.task_id).name == "listed_task"

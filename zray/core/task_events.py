@@ -13,7 +13,7 @@ as in Ray.
 
 Event tuples (state codes, then fields):
     SUBMITTED  (task_id, "S", time, name, type, job_id, parent_task_id, actor_id)
-    RUNNING    (task_id, "R", time, name)
+    RUNNING    (task_id, "R", time, name, type)
     FINISHED   (task_id, "F", time)
     FAILED     (task_id, "X", time, error_type, error_message)
 """
@@ -71,16 +71,18 @@ def _ignore_reply(reply) -> None:
 
 
 def note_started(cw, spec, actor) -> None:
-    """The worker about to run ``spec`` notes RUNNING (with the name it runs as)."""
+    """The worker about to run ``spec`` notes RUNNING (with the name it runs as;
+    an actor's creation task has no owner's note, so the type comes here too)."""
     if not ENABLED:
         return
-    if spec.kind == 2:       # an actor call: Class.method
+    task_type = _TYPES[spec.kind]
+    if task_type is ACTOR_TASK:
         name = f"{type(actor).__name__}.{spec.method_name}"
-    elif spec.kind == 1:     # the actor's creation
+    elif task_type is ACTOR_CREATION_TASK:
         name = f"{spec.function_name}.__init__"
     else:
         name = spec.function_name
-    cw.task_events.events.append((spec.task_id, "R", _now(), name))
+    cw.task_events.events.append((spec.task_id, "R", _now(), name, task_type))
 
 
 def note_ended(cw, spec, returns) -> None:

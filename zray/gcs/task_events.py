@@ -50,7 +50,7 @@ class TaskEventStore:
                     if event[4] == "ACTOR_TASK":
                         state = _SUBMITTED_ACTOR_CALL
                 elif code == "R":
-                    row[NAME] = event[3]
+                    row[NAME], row[TYPE] = event[3], event[4]
                     row[NODE], row[WORKER], row[PID] = node_id, worker_id, pid
                     row[STARTED] = when
                     if row[ENDED] is not None and row[ENDED] < when:

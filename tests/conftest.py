@@ -18,6 +18,7 @@ import contextlib
 import os
 import time
 
+import psutil
 import pytest
 
 import zray
@@ -91,6 +92,14 @@ def no_cluster(_module_clusters):
     yield
     if zray.is_initialized():
         zray.shutdown()
+
+
+def pid_running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (an exited child not yet reaped)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def wait_for(predicate, timeout: float = 10.0, what: str = "condition", interval: float = 0.02):

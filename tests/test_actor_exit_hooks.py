@@ -11,7 +11,7 @@ import os
 import pytest
 
 import zray
-from conftest import wait_for
+from conftest import pid_running, wait_for
 
 CLUSTER = dict(num_cpus=2)
 
@@ -56,21 +56,13 @@ def _marks(path) -> list:
     return open(path).read().split() if os.path.exists(path) else []
 
 
-def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] == "Z"
-    except FileNotFoundError:
-        return True
-
-
 def test_exit_actor_runs_the_hooks_and_is_not_restarted(cluster, tmp_path):
     marks = str(tmp_path / "marks")
     actor = Tidy.remote(marks)
     pid = zray.get(actor.pid.remote(), timeout=30)
     with pytest.raises(zray.exceptions.ActorDiedError, match="exit_actor"):
         zray.get(actor.leave.remote(), timeout=30)
-    wait_for(lambda: _gone(pid), 15, "the actor's process to exit")
+    wait_for(lambda: not pid_running(pid), 15, "the actor's process to exit")
     assert _marks(marks) == ["shutdown", "atexit"]
     # max_restarts=2, but leaving on purpose is not a crash.
     with pytest.raises(zray.exceptions.RayActorError, match="INTENDED_USER_EXIT"):
@@ -82,7 +74,7 @@ def test_ray_terminate_runs_the_hooks_after_earlier_calls(cluster, tmp_path):
     actor = Tidy.remote(marks)
     pid = zray.get(actor.pid.remote(), timeout=30)
     actor.__ray_terminate__.remote()
-    wait_for(lambda: _gone(pid), 15, "the actor's process to exit")
+    wait_for(lambda: not pid_running(pid), 15, "the actor's process to exit")
     assert _marks(marks) == ["shutdown", "atexit"]
     with pytest.raises(zray.exceptions.RayActorError):
         zray.get(actor.pid.remote(), timeout=30)
@@ -94,7 +86,7 @@ def test_an_actor_whose_handles_are_gone_shuts_down_gracefully(cluster, tmp_path
     pid = zray.get(actor.pid.remote(), timeout=30)
     del actor
     gc.collect()
-    wait_for(lambda: _gone(pid), 15, "the actor's process to exit")
+    wait_for(lambda: not pid_running(pid), 15, "the actor's process to exit")
     assert _marks(marks) == ["async-shutdown"]
 
 
@@ -103,7 +95,7 @@ def test_kill_runs_no_hooks(cluster, tmp_path):
     actor = Tidy.remote(marks)
     pid = zray.get(actor.pid.remote(), timeout=30)
     zray.kill(actor)
-    wait_for(lambda: _gone(pid), 15, "the actor's process to exit")
+    wait_for(lambda: not pid_running(pid), 15, "the actor's process to exit")
     assert _marks(marks) == []
 
 

@@ -12,11 +12,10 @@ import gc
 import os
 import time
 
-import psutil
 import pytest
 
 import zray
-from conftest import wait_for
+from conftest import pid_running, wait_for
 
 CLUSTER = dict(num_cpus=2)
 
@@ -64,15 +63,8 @@ def no_cyclic_gc():
         gc.enable()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 def _wait_exit(pid: int, what: str) -> None:
-    wait_for(lambda: not _alive(pid), 15, what)
+    wait_for(lambda: not pid_running(pid), 15, what)
 
 
 def test_dropping_the_only_handle_ends_the_actor_without_gc(cluster):
@@ -103,7 +95,7 @@ def test_a_handle_held_by_another_actor_keeps_it_alive(cluster):
     assert zray.get(holder.keep.remote([target]))
     del target
     time.sleep(1.5)                             # several ref-flush ticks in every process
-    assert _alive(pid)
+    assert pid_running(pid)
     assert zray.get(holder.call_through.remote(), timeout=30) == pid
     assert zray.get(holder.drop.remote())
     _wait_exit(pid, "the actor to exit once its last holder dropped the handle")
@@ -113,7 +105,7 @@ def test_a_handle_returned_by_a_task_lives_with_the_caller_copy(cluster):
     handles = zray.get(make_target.remote())
     pid = zray.get(handles[0].pid.remote())
     time.sleep(1.5)                             # the creating task is long finished
-    assert _alive(pid)
+    assert pid_running(pid)
     del handles
     _wait_exit(pid, "the actor to exit once the returned handle was dropped")
 
@@ -135,7 +127,7 @@ def test_a_detached_actor_outlives_every_handle(cluster):
     pid = zray.get(target.pid.remote())
     del target
     time.sleep(1.5)
-    assert _alive(pid)
+    assert pid_running(pid)
     zray.kill(zray.get_actor("kept"))
     _wait_exit(pid, "the killed detached actor to exit")
 
@@ -167,6 +159,6 @@ def test_a_detached_actor_outlives_the_worker_that_created_it(cluster):
     pid = zray.get(kept.pid.remote())
     zray.kill(maker)
     time.sleep(1.5)
-    assert _alive(pid) and zray.get(kept.pid.remote()) == pid
+    assert pid_running(pid) and zray.get(kept.pid.remote()) == pid
     zray.kill(kept)
     _wait_exit(pid, "the killed detached actor to exit")

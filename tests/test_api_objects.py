@@ -14,13 +14,12 @@ import time
 import uuid
 
 import numpy as np
-import psutil
 import pytest
 
 import zray
 from zray import exceptions
 from zray.core import memory_view
-from conftest import Signal, wait_for
+from conftest import Signal, pid_running, wait_for
 
 CLUSTER = dict(num_cpus=2, object_store_memory=400 << 20)
 
@@ -370,20 +369,13 @@ class Owner:
         return os.getpid()
 
 
-def _exited(pid):
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
 @pytest.mark.parametrize("big", [False, True], ids=["inline", "in-store"])
 def test_owner_death_raises_owner_died_error(cluster, big):
     owner = Owner.remote()
     pid = zray.get(owner.pid.remote())
     [inner] = zray.get(owner.make.remote(big))
     zray.kill(owner)    # asynchronous, as in Ray: a still-living owner would answer
-    wait_for(lambda: _exited(pid), 15, "the owner process to exit")
+    wait_for(lambda: not pid_running(pid), 15, "the owner process to exit")
     with pytest.raises(exceptions.OwnerDiedError):
         zray.get(inner, timeout=30)
     with pytest.raises(exceptions.ObjectLostError):  # OwnerDiedError is an ObjectLostError

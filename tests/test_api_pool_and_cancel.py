@@ -9,7 +9,7 @@ import pytest
 import zray
 from zray import exceptions
 from zray.util import ActorPool
-from conftest import Signal, wait_for
+from conftest import Signal, pid_running, wait_for
 
 CLUSTER = dict(num_cpus=2, resources={"slot": 1})
 
@@ -197,17 +197,8 @@ def test_force_cancel_ends_the_tasks_children_too(cluster, tmp_path):
     zray.cancel(ref, force=True)
     with pytest.raises(exceptions.TaskCancelledError):
         zray.get(ref, timeout=30)
-    wait_for(lambda: not _alive(child_pid), 20, "the child's worker to end")
+    wait_for(lambda: not pid_running(child_pid), 20, "the child's worker to end")
     wait_for(lambda: zray.available_resources().get("CPU") == 2, 20, "CPUs to come back")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:     # a zombie is not running anything
-        return f.read().split()[2] != "Z"
 
 
 @zray.remote

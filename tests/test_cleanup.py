@@ -15,16 +15,9 @@ import psutil
 import pytest
 
 import zray
-from conftest import wait_for
+from conftest import pid_running, wait_for
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def _describe(pids) -> str:
@@ -74,7 +67,7 @@ def test_shutdown_leaves_no_process(no_cluster):
     del actors
 
     zray.shutdown()
-    left = lambda: [pid for pid in started if _alive(pid)]  # noqa: E731
+    left = lambda: [pid for pid in started if pid_running(pid)]  # noqa: E731
     wait_for(lambda: not left(), 15, f"processes to exit after shutdown: {_describe(left())}")
     assert not os.path.exists(shm), "the shared-memory arena outlived the cluster"
 
@@ -133,7 +126,7 @@ def test_sigkilled_driver_takes_its_cluster_down(tmp_path, no_cluster):
         assert worker_pids <= started and len(started) >= 3 + len(worker_pids)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
-        left = lambda: [pid for pid in started if _alive(pid)]  # noqa: E731
+        left = lambda: [pid for pid in started if pid_running(pid)]  # noqa: E731
         wait_for(lambda: not left(), 15,
                  f"the cluster of a SIGKILLed driver to exit: {_describe(left())}")
     finally:
@@ -146,7 +139,7 @@ def test_driver_exiting_without_shutdown_cleans_up(tmp_path, no_cluster):
     try:
         started = _descendants(proc.pid)
         proc.communicate(timeout=30)  # closes stdin: the driver's readline returns
-        left = lambda: [pid for pid in started if _alive(pid)]  # noqa: E731
+        left = lambda: [pid for pid in started if pid_running(pid)]  # noqa: E731
         wait_for(lambda: not left(), 15, f"processes to exit after the driver: {_describe(left())}")
         assert proc.returncode == 0
     finally:
@@ -160,7 +153,7 @@ def test_driver_raising_cleans_up(tmp_path, no_cluster):
         started = _descendants(proc.pid)
         proc.communicate(timeout=30)
         assert proc.returncode == 3
-        left = lambda: [pid for pid in started if _alive(pid)]  # noqa: E731
+        left = lambda: [pid for pid in started if pid_running(pid)]  # noqa: E731
         wait_for(lambda: not left(), 15, f"processes to exit after the driver: {_describe(left())}")
     finally:
         _kill_leftovers(proc, started)
@@ -172,7 +165,7 @@ def _kill_leftovers(proc, pids) -> None:
         proc.kill()
         proc.wait(timeout=10)
     for pid in pids:
-        if _alive(pid):
+        if pid_running(pid):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

@@ -10,6 +10,8 @@ import psutil
 import pytest
 import zmq
 
+from conftest import pid_running
+
 pytestmark = pytest.mark.timeout(120)
 
 
@@ -61,16 +63,9 @@ def test_start_status_connect_stop(started_cluster):
     stop = _zray("stop")
     assert stop.returncode == 0 and "Stopped 2" in stop.stdout
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_alive(p) for p in record["pids"]):
+    while time.monotonic() < deadline and any(pid_running(p) for p in record["pids"]):
         time.sleep(0.05)
-    assert not any(_alive(p) for p in record["pids"])
-
-
-def _alive(pid):
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+    assert not any(pid_running(p) for p in record["pids"])
 
 
 def test_init_auto_without_cluster_is_a_clear_error():
@@ -109,7 +104,7 @@ def test_garbage_frames_do_not_crash_raylet_or_gcs(started_cluster):
     assert _run_driver("@zray.remote\n"
                        "def f(): return 'alive'\n"
                        "print(zray.get(f.remote(), timeout=30))\n") == "alive"
-    assert all(_alive(pid) for pid in record["pids"])
+    assert all(pid_running(pid) for pid in record["pids"])
 
 
 def test_dead_sessions_are_pruned_keeping_the_newest(tmp_path, monkeypatch):

@@ -184,17 +184,24 @@ def test_tables_survive_a_restart(start_gcs, client_for, tmp_path):
     assert [n["node_id"] for n in client.call(M.GET_ALL_NODES)] == [b"N" * 16]
 
 
-def test_a_placement_group_is_reserved_by_two_phase_commit_and_kept_across_a_restart(
-        start_gcs, client_for, sockets, tmp_path):
-    """The test plays the raylet on a real ROUTER: it refuses the first prepare,
-    accepts the retry, acks the commit; the group survives a GCS restart."""
-    storage = tmp_path / "storage"
+def _gcs_with_played_raylet(start_gcs, client_for, sockets, storage):
+    """A GCS keeping its tables in ``storage`` and a 4-CPU node whose raylet
+    the test plays on a real ROUTER: (gcs, client, raylet socket, node id)."""
     gcs = start_gcs(storage_dir=storage)
     client = client_for(gcs)
     raylet = sockets(transport.router())
     endpoint = transport.bind_tcp(raylet, "127.0.0.1")
     node_id = b"R" * 16
     client.call(M.REGISTER_NODE, node_dict(node_id, raylet_endpoint=endpoint, cpus=4))
+    return gcs, client, raylet, node_id
+
+
+def test_a_placement_group_is_reserved_by_two_phase_commit_and_kept_across_a_restart(
+        start_gcs, client_for, sockets, tmp_path):
+    """The test plays the raylet on a real ROUTER: it refuses the first prepare,
+    accepts the retry, acks the commit; the group survives a GCS restart."""
+    storage = tmp_path / "storage"
+    gcs, client, raylet, node_id = _gcs_with_played_raylet(start_gcs, client_for, sockets, storage)
     client.call(M.CREATE_PLACEMENT_GROUP, {"pg_id": b"G" * 16, "bundles": [{"CPU": 2}],
                                            "strategy": "PACK", "job_id": b"\1\0\0\0",
                                            "name": "kept", "namespace": "ns"})
@@ -228,12 +235,7 @@ def test_after_a_restart_raylets_return_the_bundles_the_table_does_not_know(
     """A GCS killed between prepare and commit: the restarted GCS tells the raylet
     which bundles to keep (the committed group's) before it prepares anew."""
     storage = tmp_path / "storage"
-    gcs = start_gcs(storage_dir=storage)
-    client = client_for(gcs)
-    raylet = sockets(transport.router())
-    endpoint = transport.bind_tcp(raylet, "127.0.0.1")
-    node_id = b"R" * 16
-    client.call(M.REGISTER_NODE, node_dict(node_id, raylet_endpoint=endpoint, cpus=4))
+    gcs, client, raylet, node_id = _gcs_with_played_raylet(start_gcs, client_for, sockets, storage)
 
     def create(pg_id, commit):
         client.call(M.CREATE_PLACEMENT_GROUP, {"pg_id": pg_id, "bundles": [{"CPU": 1}],

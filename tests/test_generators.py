@@ -11,7 +11,7 @@ import pytest
 
 import zray
 from zray import exceptions
-from conftest import Signal, wait_for
+from conftest import Signal, pid_running, wait_for
 
 CLUSTER = dict(num_cpus=2)
 
@@ -298,15 +298,7 @@ def test_a_backpressured_generator_ends_when_its_caller_dies(cluster):
     wait_for(lambda: zray.get(log.count.remote()) == 4, 20, "the generator to wait")
     generator_pid = zray.get(log.items_so_far.remote())[0]
     zray.kill(consumer)
-    wait_for(lambda: not _running(generator_pid), 20, "the generator's worker to end")
-
-
-def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
+    wait_for(lambda: not pid_running(generator_pid), 20, "the generator's worker to end")
 
 
 # ---------------------------------------------- num_returns="dynamic" (older form) ---

@@ -14,7 +14,7 @@ from zray.util.placement_group import (get_current_placement_group, get_placemen
                                        remove_placement_group)
 from zray.util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
                                              PlacementGroupSchedulingStrategy)
-from conftest import wait_for
+from conftest import pid_running, wait_for
 
 CLUSTER = dict(num_cpus=4, num_gpus=2, resources={"custom": 2})
 
@@ -180,7 +180,7 @@ def test_removing_a_group_ends_what_runs_in_it(cluster):
         zray.get(actor.pid.remote(), timeout=20)
     with pytest.raises(zray.exceptions.WorkerCrashedError):
         zray.get(running, timeout=20)
-    wait_for(lambda: not _pid_alive(pid), 10, "the group's actor to exit")
+    wait_for(lambda: not pid_running(pid), 10, "the group's actor to exit")
     wait_for(lambda: not _group_resources() and zray.available_resources()["CPU"] >= 3, 10,
              "the bundles to come back")
 
@@ -288,14 +288,6 @@ def test_a_raylet_told_which_bundles_to_keep_returns_the_others(cluster):
         raylet.close(linger=1000)
     _remove_and_wait(kept)
     remove_placement_group(dropped)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_work_submitted_before_the_group_is_placed_waits_for_it_quietly(cluster, capfd):

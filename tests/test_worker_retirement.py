@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import time
 
-import psutil
 import pytest
 
 import zray
-from conftest import wait_for
+from conftest import pid_running, wait_for
 
 CLUSTER = dict(num_cpus=1)      # the child below runs on an extra worker
 
@@ -29,19 +28,12 @@ def parent():
     return (os.getpid(), child_pid), [zray.put("from the parent's worker")] + child_refs
 
 
-def _gone(pid):
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
 def test_an_idle_worker_that_owns_objects_outlives_the_reaper(cluster):
     pids, refs = zray.get(parent.remote(), timeout=30)
     assert pids[0] != pids[1]
     time.sleep(2.5)                       # extra idle workers are asked to end after 1 s
     assert zray.get(refs, timeout=10) == ["from the parent's worker", "from the child's worker"]
-    assert not any(_gone(pid) for pid in pids)
+    assert all(pid_running(pid) for pid in pids)
     del refs
     # Owning nothing now, the worker that was asked to leave does.
-    wait_for(lambda: any(_gone(pid) for pid in pids), 10, "the extra worker to exit")
+    wait_for(lambda: any(not pid_running(pid) for pid in pids), 10, "the extra worker to exit")

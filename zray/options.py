@@ -27,7 +27,6 @@ ACCELERATOR_SLIVER = 0.001
 RESOURCE_PRECISION = 1e-4      # Ray's smallest fractional amount of a resource
 _NUMBER = (int, float)
 _INT = int
-_NONE = type(None)
 
 
 def _quantity(name: str):

@@ -76,41 +76,47 @@ class ObjectApi:
     # ---------------------------------------------------------------- get ---
     def get(self, refs: list, timeout=None) -> list:
         table = self.refs
-        errors_seen = [table.errors_stored]   # before the entries are looked at
+        errors_seen = table.errors_stored   # before the entries are looked at
         entries = self._prepare_waits(refs)
         pending = [e for e in entries if not e.ready]
-        if pending and not any(e.kind == ERROR for e in entries):
-            position = [0]
+        if pending:
+            # Ray's get fails fast: one failed object raises at once, whatever
+            # else is still pending (materialize raises an ERROR entry's error).
+            if any(e.kind == ERROR for e in entries):
+                return [self._first_error(refs, entries)]
+            position = 0
             total = len(pending)
 
             def all_ready():
-                if table.errors_stored != errors_seen[0]:
-                    # Some object became an error: if it is one of ours, raise
-                    # it now rather than after the rest (Ray's get fails fast).
-                    errors_seen[0] = table.errors_stored
+                nonlocal errors_seen, position
+                if table.errors_stored != errors_seen:   # some object became an error
+                    errors_seen = table.errors_stored
                     if any(e.kind == ERROR for e in pending):
                         return True
-                i = position[0]
+                i = position
                 while i < total and pending[i].ready:
                     i += 1
-                position[0] = i
+                position = i
                 return i == total
 
             if timeout == 0:
                 self._drive_nonblocking()
-                ok = all_ready()
+                all_ready()
             else:
-                ok = self._wait_blocked(all_ready, timeout)
-            if not ok and any(e.kind == ERROR for e in pending):
-                ok = True
-            if not ok:
+                self._wait_blocked(all_ready, timeout)
+            if position < total:      # not all ready: an error ended the wait, or time did
+                if any(e.kind == ERROR for e in pending):
+                    return [self._first_error(refs, entries)]
                 raise exceptions.GetTimeoutError(
-                    f"Get timed out: {total - position[0]} of {len(refs)} object(s) not ready "
+                    f"Get timed out: {total - position} of {len(refs)} object(s) not ready "
                     f"after {timeout}s.")
+        return [self.materialize(ref, entry) for ref, entry in zip(refs, entries)]
+
+    def _first_error(self, refs, entries):
+        """Raises the error of the first failed object in list order."""
         for ref, entry in zip(refs, entries):
             if entry.kind == ERROR:
-                return [self.materialize(ref, entry)]   # raises: the first error in list order
-        return [self.materialize(ref, entry) for ref, entry in zip(refs, entries)]
+                return self.materialize(ref, entry)   # raises
 
     def _prepare_waits(self, refs) -> list:
         """Entries for ``refs``; starts owner fetches for borrowed ones."""

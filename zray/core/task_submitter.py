@@ -38,6 +38,7 @@ PIPELINE_DEPTH = 16
 # whose exception is retried (retry_exceptions) runs again.
 RETRY_DELAY_S = int(os.environ.get("RAY_task_retry_delay_ms", "1000")) / 1000.0
 
+
 class PendingTask:
     __slots__ = ("spec", "return_ids", "deps", "unresolved", "retries_left", "retry_exceptions",
                  "key", "cancelled", "sent_at", "depth_at_send", "force_cancelled", "nested")

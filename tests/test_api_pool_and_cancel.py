@@ -165,6 +165,29 @@ def test_cancel_running_task(cluster, tmp_path):
     assert zray.get(spin.remote(0), timeout=30) == "finished"
 
 
+def test_a_task_cancelled_while_its_arguments_unpickle_never_runs(cluster, tmp_path):
+    unpickling, ran = str(tmp_path / "unpickling"), str(tmp_path / "ran")
+
+    class SlowToUnpickle:
+        def __reduce__(self):
+            def rebuild():
+                open(unpickling, "w").close()
+                time.sleep(2)
+                return SlowToUnpickle()
+            return rebuild, ()
+
+    @zray.remote
+    def body(argument):
+        open(ran, "w").close()
+
+    ref = body.remote(SlowToUnpickle())
+    wait_for(lambda: os.path.exists(unpickling), 15, "the argument to be unpickled")
+    zray.cancel(ref)
+    with pytest.raises(exceptions.TaskCancelledError):
+        zray.get(ref, timeout=30)
+    assert not os.path.exists(ran)
+
+
 def test_cancel_task_blocked_in_get_and_its_children(cluster, tmp_path):
     started = str(tmp_path / "child_started")
     ref = wait_on_child.remote(60, started)

@@ -61,6 +61,12 @@ class TaskCancellation:
         """``call(*args)``: the normal task's own code, where a cancel raises
         KeyboardInterrupt."""
         with self._interrupt_lock:
+            running = self.running
+            if running is not None and self.cancel_requested == running.task_id:
+                # Cancelled before its code started (e.g. while its arguments
+                # were unpickled): it never runs, as in Ray.
+                self.cancel_requested = None
+                raise KeyboardInterrupt
             self._interruptible = True
         try:
             return call(*args)

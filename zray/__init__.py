@@ -11,6 +11,7 @@ from .ids import ActorID, JobID, NodeID, PlacementGroupID, TaskID, WorkerID
 from .core.object_ref_generator import DynamicObjectRefGenerator, ObjectRefGenerator
 from .remote_function import RemoteFunction
 from . import util   # Ray programs use ray.util.* after a plain `import ray`
+from . import _private  # noqa: F401  (ray._private.internal_api.global_gc)
 
 __version__ = "0.1.0"
 

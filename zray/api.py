@@ -12,6 +12,7 @@ from .core import process_state
 from .core.object_ref_generator import ObjectRefGenerator
 from .core.object_ref import ObjectRef
 from .remote_function import RemoteFunction
+from .node.gc_trigger import DEFAULTS as GC_DEFAULTS, gc_config
 from .sockets.messages import GcsMethod
 
 log = logging.getLogger("zray")
@@ -100,7 +101,8 @@ def init(address: str | None = None, *, num_cpus=None, num_gpus=None, resources=
         return _context()
 
 
-SYSTEM_CONFIG_KEYS = {"object_store_full_timeout_s", "object_spilling_config"}
+SYSTEM_CONFIG_KEYS = {"object_store_full_timeout_s", "object_spilling_config",
+                      *GC_DEFAULTS}   # the GC knobs: zray/node/gc_trigger.py
 
 
 def _system_config(kwargs) -> dict:
@@ -121,6 +123,7 @@ def _system_config(kwargs) -> dict:
     if "object_spilling_config" in config:
         from .node.launcher import spill_directory
         spill_directory(config["object_spilling_config"])   # reject a bad one here, not in the raylet
+    gc_config(config)   # likewise a bad GC knob
     return config
 
 

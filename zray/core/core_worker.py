@@ -15,9 +15,11 @@ Sockets:
 from __future__ import annotations
 
 from collections import deque
+import gc
 import itertools
 import logging
 import os
+import threading
 import time
 
 import zmq
@@ -38,6 +40,13 @@ from .process_state import current_task  # noqa: F401  (the executor imports it 
 from .submission import Submission
 
 log = logging.getLogger(__name__)
+
+
+def collect_garbage_soon() -> None:
+    """The raylet's LocalGC (zray/node/gc_trigger.py): run the cyclic collector
+    off the loop lock, since finalizers of what it frees may run user code.
+    Refs it frees are queued by ObjectRef.__del__ and released at the next tick."""
+    threading.Thread(target=gc.collect, name="zray-gc", daemon=True).start()
 
 # Plain ints on the wire: an IntEnum member pickles as a constructor call.
 INLINE, IN_STORE, ERROR, FREED = map(int, (ReturnKind.INLINE, ReturnKind.IN_STORE, ReturnKind.ERROR,
@@ -267,6 +276,8 @@ class CoreWorker(ObjectApi, Submission, Ownership):
             self.tasks.return_idle_leases(force=True)
         elif kind is m.LeasedWorkerDied:
             self.tasks.on_worker_died(msg)
+        elif kind is m.LocalGC:
+            collect_garbage_soon()
         elif kind is m.RegisterClientReply:
             self._deliver(0, msg)
         elif hasattr(msg, "request_id"):

@@ -15,6 +15,7 @@ import time
 import psutil
 
 from ..pids import pid_alive
+from .gc_trigger import DEFAULTS as GC_DEFAULTS
 
 ROOT = os.path.join(tempfile.gettempdir(), "zray-sessions")  # not "zray": would shadow the package for scripts in /tmp
 CURRENT_CLUSTER_FILE = os.path.join(ROOT, "zray_current_cluster")
@@ -130,6 +131,9 @@ def start_node(*, head: bool, session_dir: str, num_cpus: float, num_gpus: float
     spilling = (system_config or {}).get("object_spilling_config")
     if spilling is not None:
         cmd += ["--spill-dir", spill_directory(spilling)]
+    gc_knobs = {key: value for key, value in (system_config or {}).items() if key in GC_DEFAULTS}
+    if gc_knobs:
+        cmd += ["--system-config", json.dumps(gc_knobs)]
     if head:
         cmd += ["--gcs-ready-file", gcs_ready]
     else:

@@ -26,7 +26,7 @@ log = logging.getLogger("zray.raylet")
 
 class LeaseRequest:
     __slots__ = ("client", "request_id", "demand", "placement", "actor_id", "job_id", "warned",
-                 "env")
+                 "env", "queued_at")
 
     def __init__(self, client, msg, demand, placement, env=()):
         self.client = client
@@ -37,6 +37,7 @@ class LeaseRequest:
         self.job_id = msg.job_id
         self.warned = False
         self.env = env                # runtime_env env_vars the worker must have been started with
+        self.queued_at = time.monotonic()
 
 
 class Lease:
@@ -136,6 +137,7 @@ class LeaseHandlers:
 
     def _grant(self, request, worker, gpus=(), gpu_pool=None) -> None:
         lease_id = next(self.lease_ids)
+        self.last_grant = time.monotonic()
         res.subtract(self.available, request.demand)
         lease = Lease(lease_id, request.client, worker, request.demand, gpus, gpu_pool)
         self.leases[lease_id] = lease

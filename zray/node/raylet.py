@@ -36,6 +36,7 @@ from . import resources as res
 from .bundle_handlers import BundleHandlers
 from .lease_handlers import LeaseHandlers
 from .store_handlers import StoreHandlers
+from .gc_trigger import STUCK_LEASES_GC_S, GcTrigger, gc_config
 from .gpu_ids import GpuInstances
 from .worker_pool import EXITING, IDLE, WorkerPool
 
@@ -70,6 +71,8 @@ class Raylet(LeaseHandlers, BundleHandlers, StoreHandlers):
         self.lease_ids = iter(range(1, 1 << 62))
         self.clients: dict = {}          # identity -> {"pid", "is_driver", "pins": {oid: n}}
         self._last_reclaim = 0.0
+        self.last_grant = time.monotonic()   # lease_handlers._grant; stuck leases trigger a GC
+        self.gc = GcTrigger(gc_config(json.loads(args.system_config or "{}")), time.monotonic())
         self._last_report = 0.0
         self._running = True
 
@@ -153,6 +156,7 @@ class Raylet(LeaseHandlers, BundleHandlers, StoreHandlers):
                 self._reap_idle_workers(now)
                 self.enforce_graceful_deadlines(now)
                 self.abort_orphaned_creations(now)
+                self._maybe_collect_garbage(now)
                 if self.lease_queue:
                     # Requests waiting for resources: ask owners again for their idle
                     # leases (an owner busy waiting may only notice its own idle
@@ -297,6 +301,19 @@ class Raylet(LeaseHandlers, BundleHandlers, StoreHandlers):
                                             code == 0)))
         self._schedule()
 
+    def on_trigger_global_gc(self, identity, msg) -> None:
+        self.gc.request(explicit=True)
+        self._maybe_collect_garbage(time.monotonic())
+
+    def _maybe_collect_garbage(self, now) -> None:
+        queue = self.lease_queue
+        if self.pending_creates or (queue and now - max(self.last_grant, queue[0].queued_at)
+                                    >= STUCK_LEASES_GC_S):
+            self.gc.request()
+        if self.gc.due(now, self.store.used_fraction()):
+            for identity in list(self.clients):
+                self.send(identity, m.LocalGC())
+
     def on_node_stats(self, identity, msg) -> None:
         stats = dict(self.store.stats())
         stats.update(self.spill_counts)
@@ -312,7 +329,8 @@ class Raylet(LeaseHandlers, BundleHandlers, StoreHandlers):
             "available": res.to_float(self.available), "total": self.total_float,
             "queued_leases": len(self.lease_queue),
             "waiting_creates": len(self.pending_creates),
-            "waiting_restores": len(self.pending_restores)})
+            "waiting_restores": len(self.pending_restores),
+            "gc_collections": self.gc.collections})
         self.send(identity, m.NodeStatsReply(msg.request_id, stats))
 
     _handlers = {
@@ -330,6 +348,7 @@ class Raylet(LeaseHandlers, BundleHandlers, StoreHandlers):
         m.ReleaseObject: StoreHandlers.on_release_object,
         m.FreeObjects: StoreHandlers.on_free_objects,
         m.GetNodeStats: on_node_stats,
+        m.TriggerGlobalGC: on_trigger_global_gc,
         m.PrepareBundles: BundleHandlers.on_prepare_bundles,
         m.CommitBundles: BundleHandlers.on_commit_bundles,
         m.ReturnBundles: BundleHandlers.on_return_bundles,
@@ -398,6 +417,8 @@ def main(argv=None) -> None:
                         help="how long a create waits for space before ObjectStoreFullError")
     parser.add_argument("--spill-dir", default=None,
                         help="directory for the LMDB spill store (default: the session directory)")
+    parser.add_argument("--system-config", default="{}",
+                        help="JSON of Ray config keys the raylet applies (the GC knobs)")
     parser.add_argument("--ready-file")
     parser.add_argument("--watch-pid", type=int, default=0)
     args = parser.parse_args(argv)

@@ -78,6 +78,9 @@ class MsgType(enum.IntEnum):
     REFERENCE_SUMMARY_REPLY = 49
     GENERATOR_ITEM = 50
     GENERATOR_CONSUMED = 51
+    # client <-> raylet: Python garbage collection (zray/node/gc_trigger.py)
+    TRIGGER_GLOBAL_GC = 55
+    LOCAL_GC = 56
     # anyone <-> GCS
     GCS_REQUEST = 60
     GCS_REPLY = 61
@@ -196,6 +199,14 @@ class LeasedWorkerDied(NamedTuple):
 
 class NotifyBlocked(NamedTuple):
     pass
+
+
+class TriggerGlobalGC(NamedTuple):
+    pass          # a process asks for gc.collect() in every process of the node
+
+
+class LocalGC(NamedTuple):
+    pass          # the raylet tells a process to run gc.collect()
 
 
 class NotifyUnblocked(NamedTuple):
@@ -477,6 +488,8 @@ _CLASSES = {
     MsgType.REMOVE_BORROWER: RemoveBorrower,
     MsgType.GENERATOR_ITEM: GeneratorItem,
     MsgType.GENERATOR_CONSUMED: GeneratorConsumed,
+    MsgType.TRIGGER_GLOBAL_GC: TriggerGlobalGC,
+    MsgType.LOCAL_GC: LocalGC,
     MsgType.ADD_BORROWER: AddBorrower,
     MsgType.BORROWER_ADDED: BorrowerAdded,
     MsgType.GET_REFERENCE_SUMMARY: GetReferenceSummary,

@@ -150,6 +150,10 @@ class ObjectTable:
         for object_id, e in list(self._entries.items()):
             yield object_id, ObjectInfo(e.size, e.offset, e.state, e.readers, e.pending_delete)
 
+    def used_fraction(self) -> float:
+        alloc = self._allocator
+        return alloc.used / alloc.capacity if alloc.capacity else 0.0
+
     def stats(self) -> dict:
         alloc = self._allocator
         return {

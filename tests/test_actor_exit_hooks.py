@@ -122,3 +122,70 @@ def test_empty_actor_names_are_refused(cluster, tmp_path):
         Tidy.options(name="").remote(str(tmp_path / "marks"))
     with pytest.raises(ValueError, match="empty string"):
         Tidy.options(namespace="").remote(str(tmp_path / "marks"))
+
+
+@zray.remote
+class LeavesFromATask:
+    """exit_actor() in an asyncio task that is not a call (Ray's periodic check)."""
+
+    def __init__(self, marks: str, from_init: bool):
+        self.marks = marks
+        atexit.register(_mark, marks, "atexit")
+        if from_init:   # __init__ runs inside the actor's event loop, as in Ray
+            asyncio.create_task(self.leave_soon())
+
+    async def start(self):
+        asyncio.create_task(self.leave_soon())
+
+    async def leave_soon(self):
+        await asyncio.sleep(0.2)
+        zray.actor.exit_actor()
+        _mark(self.marks, "after-exit")
+
+    async def pid(self):
+        return os.getpid()
+
+
+@pytest.mark.parametrize("from_init", [False, True])
+def test_exit_actor_in_a_background_asyncio_task_ends_the_actor(cluster, tmp_path, from_init):
+    marks = str(tmp_path / "marks")
+    actor = LeavesFromATask.remote(marks, from_init)
+    if not from_init:
+        zray.get(actor.start.remote(), timeout=30)
+    wait_for(lambda: _marks(marks) == ["atexit"], 15, "the actor to leave")
+    with pytest.raises(zray.exceptions.RayActorError, match="INTENDED_USER_EXIT"):
+        zray.get(actor.pid.remote(), timeout=30)
+
+
+@zray.remote
+class CatchesItsExit:
+    def __init__(self, marks: str):
+        atexit.register(_mark, marks, "atexit")
+
+    def leave_sync(self):
+        try:
+            zray.actor.exit_actor()
+        except SystemExit:       # Ray raises SystemExit in a sync actor
+            return "caught"
+
+
+@zray.remote
+class AsyncCatchesItsExit:
+    def __init__(self, marks: str):
+        atexit.register(_mark, marks, "atexit")
+
+    async def leave(self):
+        try:
+            zray.actor.exit_actor()
+        except zray.exceptions.AsyncioActorExit:   # and this in an async actor
+            return "caught"
+
+
+@pytest.mark.parametrize("kind", [CatchesItsExit, AsyncCatchesItsExit])
+def test_an_actor_that_catches_its_exit_still_leaves(cluster, tmp_path, kind):
+    marks = str(tmp_path / "marks")
+    actor = kind.remote(marks)
+    method = actor.leave_sync if kind is CatchesItsExit else actor.leave
+    with pytest.raises(zray.exceptions.ActorDiedError, match="exit_actor"):
+        zray.get(method.remote(), timeout=30)
+    wait_for(lambda: _marks(marks) == ["atexit"], 15, "the actor to leave")

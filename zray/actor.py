@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 
-from . import ids
+from . import exceptions, ids
 from . import options as opts
 from . import runtime_env, scheduling
 from .core import process_state
@@ -33,6 +33,12 @@ def exit_actor():
     worker = process_state.worker
     if worker is None or worker.actor_id is None:
         raise TypeError("exit_actor API is called on a non-actor worker.")
+    executor = worker.executor
+    executor.exit_requested = True   # it leaves even if the exception below is caught
+    if executor._async_loop is not None:
+        # An async actor (its __init__ too): Ray's AsyncioActorExit, since a
+        # SystemExit would stop the event loop's thread instead.
+        raise exceptions.AsyncioActorExit()
     from .core.executor_async import ActorExit
     raise ActorExit()
 

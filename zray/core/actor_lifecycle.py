@@ -9,6 +9,8 @@ import inspect
 import logging
 import threading
 
+from .. import exceptions
+
 log = logging.getLogger(__name__)
 
 
@@ -26,6 +28,12 @@ class ActorLifecycle:
             return True
         self.exiting = True      # run_forever returns at its next turn
         return True
+
+    def exit_after_caught_exit(self, spec) -> tuple:
+        """(returns, exiting) of a call that called exit_actor() and caught its
+        exception: the actor leaves anyway and the call fails as if it had not."""
+        return self._error_returns(spec, exceptions.ActorDiedError(
+            error_msg=exceptions.INTENDED_EXIT_MESSAGE)), True
 
     def run_exit_hooks(self) -> None:
         """Before an actor leaves on purpose (exit_actor, __ray_terminate__, a

@@ -26,7 +26,7 @@ from .actor_lifecycle import ActorLifecycle
 from .cancellation import TaskCancellation
 from .streaming_exec import StreamingExecution, is_streaming
 from .task_events import note_ended, note_started
-from .task_spec import (ACTOR_TASK, NORMAL_TASK, ArgSlot, TaskSpec,
+from .task_spec import (ACTOR_CREATION_TASK, ACTOR_TASK, NORMAL_TASK, ArgSlot, TaskSpec,
                         running_marker_path)
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ _NONE_BLOB = serialization.serialize_inline(None)[0]
 EMPTY_ARGS_BLOB = serialization.EMPTY_ARGS_BLOB
 _RETURN_VALUE_OF: dict = {}   # function name -> how serialization errors name its result
 _tuple_new = tuple.__new__
-_OK, _REQUEUE = int(TaskStatus.OK), int(TaskStatus.REQUEUE)
+_OK, _REQUEUE, _EXITING = int(TaskStatus.OK), int(TaskStatus.REQUEUE), int(TaskStatus.EXITING)
 # A worker that exits on purpose waits this long at most for its last frames to leave.
 EXIT_FLUSH_MS = 2000
 
@@ -86,6 +86,9 @@ class Executor(AsyncExecution, StreamingExecution, TaskCancellation, ActorLifecy
         self.actor_id = None
         self.running = None                  # TaskSpec on the main thread
         self.exiting = False
+        # exit_actor() was called: the actor leaves even if its exception was
+        # caught, or raised in a background asyncio task (Ray checks this too).
+        self.exit_requested = False
         self.exit_code = 0
         self._pool = None
         self._group_pools: dict = {}         # concurrency group -> its thread pool
@@ -185,6 +188,8 @@ class Executor(AsyncExecution, StreamingExecution, TaskCancellation, ActorLifecy
         note_started(self.cw, spec, self.actor)
         try:
             returns, exiting = self._invoke(spec)   # its locals (args, result) are gone after
+            if self.exit_requested and not exiting:
+                returns, exiting = self.exit_after_caught_exit(spec)
         finally:
             current_task.reset(token)
             if on_main:
@@ -193,7 +198,9 @@ class Executor(AsyncExecution, StreamingExecution, TaskCancellation, ActorLifecy
                 _restore_visible_gpus(visible)
         note_ended(self.cw, spec, returns)
         borrowed = self.cw.still_held_after_task(ctx, spec) if ctx.received else ()
-        self._reply(identity, spec, returns, borrowed, ctx.returned_refs)
+        # An __init__ that called exit_actor(): the GCS lets the worker leave by itself.
+        status = _EXITING if exiting and spec.kind == ACTOR_CREATION_TASK else _OK
+        self._reply(identity, spec, returns, borrowed, ctx.returned_refs, status)
         if spec.kind == NORMAL_TASK and spec.options and self._reached_max_calls(spec):
             exiting = True   # max_calls: this worker retires (Ray frees leaked state this way)
         if exiting:
@@ -264,9 +271,9 @@ class Executor(AsyncExecution, StreamingExecution, TaskCancellation, ActorLifecy
             self.cw.shutdown(linger_ms=EXIT_FLUSH_MS)
             os._exit(code)
 
-    def _reply(self, identity, spec, returns, borrowed=(), returned_refs=()) -> None:
+    def _reply(self, identity, spec, returns, borrowed=(), returned_refs=(), status=_OK) -> None:
         cw = self.cw
-        reply = m.TaskReply(spec.task_id, _OK, returns, cw.worker_id, borrowed, returned_refs)
+        reply = m.TaskReply(spec.task_id, status, returns, cw.worker_id, borrowed, returned_refs)
         if (self.mode == "threaded" and threading.get_ident() != self._main_thread
                 and not returned_refs):
             # Pool threads hand replies to the main thread, which sends them in
@@ -417,7 +424,10 @@ class Executor(AsyncExecution, StreamingExecution, TaskCancellation, ActorLifecy
             # starts there (loop.create_task) run once the loop does.
             self._start_event_loop(max_concurrency, groups)
             asyncio.set_event_loop(self._async_loop)
-        self.actor = cls(*args, **kwargs)
+            # Inside the running loop, so __init__ can asyncio.create_task() too.
+            self.actor = self._async_loop.run_until_complete(_construct(cls, args, kwargs))
+        else:
+            self.actor = cls(*args, **kwargs)
         if is_async:
             self.mode = "async"
         elif max_concurrency > 1 or groups:
@@ -431,3 +441,7 @@ class Executor(AsyncExecution, StreamingExecution, TaskCancellation, ActorLifecy
         else:
             self.mode = "actor"
         return None
+
+
+async def _construct(cls, args, kwargs):
+    return cls(*args, **kwargs)

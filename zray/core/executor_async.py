@@ -22,8 +22,9 @@ from .streaming_exec import is_streaming
 from .task_events import note_ended, note_started
 
 
-class ActorExit(BaseException):
-    """Raised by exit_actor(): unwinds the call, then the worker exits."""
+class ActorExit(SystemExit):
+    """Raised by exit_actor() in a sync or threaded actor (a SystemExit, as
+    Ray's) and by __ray_terminate__: unwinds the call, then the worker exits."""
 
 
 def _ray_ready():
@@ -117,7 +118,8 @@ class AsyncExecution:
         self._spin_for_next_call = spin
 
         def periodic():
-            if self.exiting:
+            if self.exiting or self.exit_requested:   # exit_actor() in a background task too
+                self.exiting = True
                 loop.stop()
                 return
             pump()
@@ -190,6 +192,8 @@ class AsyncExecution:
         note_started(self.cw, spec, self.actor)
         try:
             returns, exiting = await self._invoke_async(spec)
+            if self.exit_requested and not exiting:
+                returns, exiting = self.exit_after_caught_exit(spec)
         finally:
             current_task.reset(token)
         note_ended(self.cw, spec, returns)

@@ -247,13 +247,15 @@ class ActorManager:
     def _out_of_scope(self, ev: ActorOutOfScopeEvent, now, out):
         actor = self._actors.get(ev.actor_id)
         if actor is not None and not actor.detached and actor.state != DEAD:
-            self._stop_placement(actor, out, kill_message=OUT_OF_SCOPE_MESSAGE, graceful=True)
+            self._stop_placement(actor, out, kill_message=OUT_OF_SCOPE_MESSAGE,
+                                 graceful=actor.state == ALIVE)
             self._die(actor, OUT_OF_SCOPE_MESSAGE, out)
 
     def _job_finished(self, ev: JobFinishedEvent, now, out):
         for actor in list(self._actors.values()):
             if actor.job_id == ev.job_id and not actor.detached and actor.state != DEAD:
-                self._stop_placement(actor, out, kill_message=JOB_FINISHED_MESSAGE, graceful=True)
+                self._stop_placement(actor, out, kill_message=JOB_FINISHED_MESSAGE,
+                                     graceful=actor.state == ALIVE)
                 self._die(actor, JOB_FINISHED_MESSAGE, out)
 
     def _group_removed(self, ev: PlacementGroupRemovedEvent, now, out):
@@ -315,7 +317,10 @@ class ActorManager:
             return   # a stale reply from a worker this actor already left
         errors = [data for kind, data in ev.returns if kind == ReturnKind.ERROR]
         if errors:
-            self._stop_placement(actor, out, kill_message=CREATION_ERROR_MESSAGE)
+            # A constructor that called exit_actor() leaves by itself after its
+            # atexit handlers: a graceful kill only bounds how long that takes.
+            self._stop_placement(actor, out, kill_message=CREATION_ERROR_MESSAGE,
+                                 graceful=ev.status == TaskStatus.EXITING)
             self._die(actor, CREATION_ERROR_MESSAGE, out, creation_error=errors[0])
         elif ev.status == TaskStatus.OK:
             out.append(CloseWorkerChannel(actor.worker_endpoint))
@@ -436,8 +441,9 @@ class ActorManager:
     def _stop_placement(self, actor: _Actor, out, kill_message: Optional[str],
                         graceful: bool = False):
         """Drop the actor's lease request and worker (killing it if kill_message;
-        ``graceful``: it ends after its calls, running __ray_shutdown__, as Ray's
-        actors do when their handles are gone or their job ends)."""
+        ``graceful``: SIGTERM, so it ends after its calls, running __ray_shutdown__
+        and atexit handlers, as Ray's actors do when their handles are gone or
+        their job ends; SIGKILL if it has not left after a while)."""
         self._infeasible.pop(actor.actor_id, None)
         self._backoff.pop(actor.actor_id, None)
         if actor.lease_request is not None:
@@ -451,8 +457,7 @@ class ActorManager:
             if actor.state != ALIVE:   # creation was pushed and not settled
                 out.append(CloseWorkerChannel(actor.worker_endpoint))
             if kill_message is not None and actor.node_id in self._nodes:
-                out.append(KillWorker(actor.node_id, actor.worker_id, kill_message,
-                                      graceful and actor.state == ALIVE))
+                out.append(KillWorker(actor.node_id, actor.worker_id, kill_message, graceful))
         self._clear_worker(actor)
 
     def _worker_lost(self, actor: _Actor, message: str, out):

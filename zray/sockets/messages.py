@@ -127,6 +127,7 @@ class TaskStatus(enum.IntEnum):
     OK = 0
     REQUEUE = 1          # worker gave back a task it had not started
     SYSTEM_ERROR = 2     # the worker could not run it (returns hold the error)
+    EXITING = 3          # an actor's __init__ called exit_actor(): the worker leaves by itself
 
 
 class ReturnKind(enum.IntEnum):

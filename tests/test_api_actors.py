@@ -528,3 +528,36 @@ def test_infeasible_actor_warns_on_the_driver_and_stays_pending(capfd):
     ready, _ = zray.wait([actor.ping.remote()], timeout=0.5)
     assert ready == []
     zray.kill(actor)
+
+
+def _split_first_argument(invoke):
+    """Ray's __ray_invocation_decorator__: runs where .remote() is called."""
+    def invocation(args, kwargs):
+        return invoke([args[0], args[0]], {}), kwargs   # kwargs stay with the caller
+    return invocation
+
+
+def _join_two_arguments(method):
+    def joined(self, b, c):
+        return method(self, b + c)
+    joined.__ray_invocation_decorator__ = _split_first_argument
+    return joined
+
+
+@zray.remote
+class Decorated:
+    @_join_two_arguments
+    def add_one(self, x):
+        return x + 1
+
+
+def test_ray_invocation_decorator_wraps_the_callers_side(cluster):
+    actor = Decorated.remote()
+    ref, extra = actor.add_one.remote(3, kwarg=3)
+    assert isinstance(ref, zray.ObjectRef) and extra == {"kwarg": 3}
+    assert zray.get(ref, timeout=30) == 7
+    # Handles looked up elsewhere carry the decorator too.
+    named = Decorated.options(name="decorated-actor").remote()
+    ref, _ = zray.get_actor("decorated-actor").add_one.remote(5)
+    assert zray.get(ref, timeout=30) == 11
+    zray.kill(named)

@@ -58,6 +58,7 @@ def _class_meta(cls) -> dict:
     methods = {}
     groups = {}      # method name -> concurrency group declared with zray.method
     signatures = {}  # method name -> _method_parameters
+    decorators = {}  # method name -> its __ray_invocation_decorator__ (Ray's caller-side hook)
     is_async = False
     for name, member in inspect.getmembers(cls):
         if not callable(member) or (name.startswith("__") and name != "__call__"):
@@ -72,8 +73,14 @@ def _class_meta(cls) -> dict:
         params = _method_parameters(cls, name, member)
         if params is not None:
             signatures[name] = params
-    return {"class_name": cls.__name__, "methods": methods, "is_async": is_async,
+        decorator = getattr(member, "__ray_invocation_decorator__", None)
+        if decorator is not None:
+            decorators[name] = decorator
+    meta = {"class_name": cls.__name__, "methods": methods, "is_async": is_async,
             "method_groups": groups, "signatures": signatures}
+    if decorators:
+        meta["invocation_decorators"] = decorators
+    return meta
 
 
 def _method_parameters(cls, name: str, member):
@@ -278,9 +285,12 @@ def _warn_if_infeasible(cw, shape: dict, class_name: str) -> None:
     print(message, file=sys.stderr)
 
 
-def _dumps(obj) -> bytes:
+def _dumps(meta: dict) -> bytes:
+    if "invocation_decorators" in meta:   # user functions: by value
+        import cloudpickle
+        return cloudpickle.dumps(meta, 5)
     import pickle
-    return pickle.dumps(obj, 5)
+    return pickle.dumps(meta, 5)
 
 
 def get_handle(cw, actor_id: bytes):
@@ -385,6 +395,17 @@ class ActorMethod:
         return MethodWithOptions()
 
     def _submit(self, args, kwargs, num_returns, max_task_retries, group=None, backpressure=None):
+        decorators = self._handle._meta.get("invocation_decorators")
+        if decorators is not None and self._name in decorators:
+            # Ray's __ray_invocation_decorator__: it wraps the caller's side of
+            # the call, taking and returning (args, kwargs) -> whatever it likes.
+            def invocation(args, kwargs):
+                return self._submit_now(tuple(args), dict(kwargs), num_returns, max_task_retries,
+                                        group, backpressure)
+            return decorators[self._name](invocation)(args, kwargs)
+        return self._submit_now(args, kwargs, num_returns, max_task_retries, group, backpressure)
+
+    def _submit_now(self, args, kwargs, num_returns, max_task_retries, group, backpressure):
         if self._check is not None:
             self._check(args, kwargs)
         cw = process_state.require_worker()

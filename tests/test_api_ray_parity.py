@@ -272,3 +272,28 @@ def test_task_function_names_are_module_qualified_as_in_ray(cluster):
     assert zray.get(function_name_probe.remote(), timeout=30) == f"{__name__}.function_name_probe"
     actor = FunctionNameProbe.remote()
     assert zray.get(actor.probe.remote(), timeout=30) == f"{__name__}.FunctionNameProbe.probe"
+
+    @zray.remote
+    class AsyncProbe:
+        async def probe(self):
+            return zray.get_runtime_context().get_task_function_name()
+
+    # Ray names an async actor's methods by their __qualname__.
+    assert zray.get(AsyncProbe.remote().probe.remote(), timeout=30) == (
+        f"{__name__}.test_task_function_names_are_module_qualified_as_in_ray.<locals>.AsyncProbe.probe")
+
+
+def test_a_cancelled_tasks_error_says_it_was_cancelled(cluster, tmp_path):
+    started = str(tmp_path / "started")
+
+    @zray.remote
+    def sleeper():
+        open(started, "w").close()
+        time.sleep(30)
+
+    ref = sleeper.remote()
+    wait_for(lambda: os.path.exists(started), 15, "the task to start")
+    zray.cancel(ref)
+    with pytest.raises(zray.exceptions.TaskCancelledError) as info:
+        zray.get(ref, timeout=30)
+    assert "KeyboardInterrupt" in str(info.value) and "was cancelled" in str(info.value)

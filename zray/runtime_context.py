@@ -1,6 +1,8 @@
 """``zray.get_runtime_context()``: ids of the job, task, actor, node, worker."""
 from __future__ import annotations
 
+import inspect
+
 from . import ids
 
 
@@ -130,6 +132,11 @@ class RuntimeContext:
         actor = getattr(executor, "actor", None)
         if worker.actor_id and actor is not None:
             cls = type(actor)
+            method = getattr(cls, ctx.function_name, None)
+            if inspect.iscoroutinefunction(method):
+                # Ray names an async actor's methods by their qualified name
+                # (``module.outer.<locals>.Class.method``), sync ones by class.
+                return f"{cls.__module__}.{method.__qualname__}"
             return f"{cls.__module__}.{cls.__name__}.{ctx.function_name}"
         spec = getattr(executor, "running", None)
         if spec is not None and spec.task_id == ctx.task_id:

@@ -376,6 +376,10 @@ class Executor(AsyncExecution, StreamingExecution, TaskCancellation, ActorLifecy
 
     def _task_error(self, spec, exc):
         tb = traceback.format_exc()
+        if isinstance(exc, exceptions.TaskCancelledError):
+            # As Ray's: the interrupt's traceback, then the cancellation itself.
+            tb = (f"{tb.rstrip()}\n\nDuring handling of the above exception, another exception "
+                  f"occurred:\n\nzray.exceptions.TaskCancelledError: {exc}\n")
         actor_repr = repr(self.actor) if self.actor is not None and spec.kind == ACTOR_TASK else None
         name = spec.function_name if spec.kind != ACTOR_TASK else (
             f"{type(self.actor).__name__}.{spec.method_name}")

@@ -24,3 +24,18 @@ def test_every_message_round_trips():
 def test_malformed_frames_raise_malformed_message(frame):
     with pytest.raises(m.MalformedMessage):
         m.decode(frame)
+
+
+def test_every_message_name_the_code_uses_is_defined():
+    """The definitions live in three modules (by who talks) and messages.py
+    re-exports them: every ``m.Name`` the code refers to must be there."""
+    import pathlib
+    import re
+    from zray.sockets import messages
+    root = pathlib.Path(messages.__file__).resolve().parents[1]
+    used = set()
+    for path in root.rglob("*.py"):
+        text = path.read_text()
+        if "messages as m" in text:
+            used.update(re.findall(r"\bm\.([A-Za-z_][A-Za-z0-9_]*)", text))
+    assert used and not sorted(name for name in used if not hasattr(messages, name))

@@ -17,13 +17,14 @@ GCS broadcasts are two frames: a topic (for SUB prefix filtering) then the
 message frame.
 
 Messages are NamedTuples (cheap to build on the hot path, immutable, with
-named fields); the tag lives in ``MESSAGE_TAGS`` / the class attribute TAG.
+named fields), defined by who talks in ``raylet_messages``, ``worker_messages``
+and ``gcs_messages`` and imported here, where each gets its tag (the class
+attribute TAG); code uses them as ``messages.X``.
 """
 from __future__ import annotations
 
 import enum
 import pickle
-from typing import Any, NamedTuple, Optional
 
 MAGIC = 0xA7
 MAX_FRAME_BYTES = 1 << 31
@@ -137,319 +138,22 @@ class ReturnKind(enum.IntEnum):
     FREED = 3            # owner no longer has it
 
 
-# --------------------------------------------------------------- raylet ---
-class RegisterClient(NamedTuple):
-    worker_id: bytes
-    is_driver: bool
-    pid: int
-    endpoint: str
-    job_id: bytes
-
-
-class RegisterClientReply(NamedTuple):
-    node_id: bytes
-    node_ip: str
-    arena_path: str
-    arena_capacity: int
-    gcs_address: str
-    gcs_pub_address: str
-    session_dir: str
-
-
-class RequestWorkerLease(NamedTuple):
-    request_id: int
-    resources: dict
-    actor_id: Optional[bytes]   # set when the lease hosts an actor for life
-    job_id: bytes
-    env: tuple = ()             # runtime_env env_vars: (name, value) pairs the worker needs
-
-
-class LeaseGranted(NamedTuple):
-    request_id: int
-    lease_id: int
-    worker_id: bytes
-    worker_endpoint: str
-    node_id: bytes
-    gpu_ids: tuple = ()       # GPU device indices the lease holds (CUDA_VISIBLE_DEVICES)
-
-
-class LeaseFailed(NamedTuple):
-    request_id: int
-    error_code: int
-    message: str
-
-
-class ReturnWorker(NamedTuple):
-    lease_id: int
-    disconnect_worker: bool
-
-
-class CancelLeaseRequest(NamedTuple):
-    request_id: int
-
-
-class ReclaimIdleLeases(NamedTuple):
-    pass
-
-
-class LeasedWorkerDied(NamedTuple):
-    lease_id: int
-    worker_id: bytes
-    message: str
-
-
-class NotifyBlocked(NamedTuple):
-    pass
-
-
-class TriggerGlobalGC(NamedTuple):
-    pass          # a process asks for gc.collect() in every process of the node
-
-
-class LocalGC(NamedTuple):
-    pass          # the raylet tells a process to run gc.collect()
-
-
-class NotifyUnblocked(NamedTuple):
-    pass
-
-
-class CreateObject(NamedTuple):
-    request_id: int
-    object_id: bytes
-    size: int
-
-
-class CreateObjectReply(NamedTuple):
-    request_id: int
-    offset: int          # -1 on failure
-    error_code: int      # CREATE_* below
-    message: str
-    size: int = 0        # CREATE_EXISTS: the size of the object already there
-
-
-# CreateObjectReply.error_code values.
-CREATE_OK = 0
-CREATE_FAILED = 1
-CREATE_EXISTS = 2        # sealed already (a retried task re-creating a return): nothing to write
-CREATE_NEVER_FITS = 8
-
-
-class SealObject(NamedTuple):
-    object_id: bytes
-
-
-class GetObjectLocal(NamedTuple):
-    request_id: int
-    object_id: bytes
-
-
-class GetObjectLocalReply(NamedTuple):
-    request_id: int
-    object_id: bytes
-    offset: int          # -1: not in this node's store; -2: spilled, no room to restore; -3: restore failed
-    size: int
-
-
-class ReleaseObject(NamedTuple):
-    object_id: bytes
-
-
-class FreeObjects(NamedTuple):
-    object_ids: list
-
-
-class KillWorker(NamedTuple):
-    worker_id: bytes
-    force: bool
-    message: str
-
-
-class PrepareBundles(NamedTuple):
-    """GCS -> raylet, phase 1: reserve these bundles' resources (all or none)."""
-    pg_id: bytes
-    attempt: int
-    bundles: tuple            # ((index, {resource: amount}), ...)
-
-
-class BundlesPrepared(NamedTuple):
-    pg_id: bytes
-    attempt: int
-    ok: bool
-    message: str              # why not, when refused
-
-
-class CommitBundles(NamedTuple):
-    """GCS -> raylet, phase 2: turn the reservations into the group's resources."""
-    pg_id: bytes
-    attempt: int
-    indices: tuple
-
-
-class BundlesCommitted(NamedTuple):
-    pg_id: bytes
-    attempt: int
-    available: dict           # the node's resources with the bundles in (a report that
-    total: dict               # lands before anyone can see the group created)
-
-
-class ReturnBundles(NamedTuple):
-    """GCS -> raylet: cancel a prepare or release committed bundles (their workers end)."""
-    pg_id: bytes
-    indices: tuple
-
-
-class ReleaseUnusedBundles(NamedTuple):
-    """GCS -> raylet, once after a GCS restart: return every bundle not in ``keep``
-    ((pg_id, index), ...): reservations of an interrupted commit or removal."""
-    keep: tuple
-
-
-class GetNodeStats(NamedTuple):
-    request_id: int
-
-
-class NodeStatsReply(NamedTuple):
-    request_id: int
-    stats: dict
-
-
-class DisconnectClient(NamedTuple):
-    worker_id: bytes
-
-
-class LeaseInfeasible(NamedTuple):
-    """The request stays queued, but no node could ever fit it (warn once)."""
-    request_id: int
-    message: str
-
-
-# ------------------------------------------------------ owner <-> worker ---
-class PushTask(NamedTuple):
-    spec: tuple          # zray.core.task_spec.TaskSpec as a plain tuple
-
-
-class TaskReply(NamedTuple):
-    task_id: bytes
-    status: int          # TaskStatus
-    returns: list        # [(ReturnKind, data)] one per return value
-    worker_id: bytes
-    borrowed: tuple = ()  # object ids of the caller's that the worker still holds
-    # refs inside the returned values: (return index, object id, owner); the
-    # worker already registered the caller as a borrower of the foreign ones
-    contained: tuple = ()
-
-
-class GeneratorConsumed(NamedTuple):
-    """Caller -> worker, for a generator run with backpressure: the caller has
-    taken ``count`` items, so the generator may run ahead of that again."""
-    task_id: bytes
-    count: int
-
-
-class GeneratorItem(NamedTuple):
-    """Worker -> caller, before the call's TaskReply: one value a streaming
-    generator task yielded (item ``index``: object id return index 1 + index)."""
-    task_id: bytes
-    index: int
-    kind: int            # ReturnKind of the item's value
-    data: object         # as in TaskReply.returns
-    worker_id: bytes
-    borrowed: tuple = ()  # always empty; lets the caller reuse accept_reply_refs
-    contained: tuple = ()  # refs inside the value: (0, object id, owner)
-
-
-class RemoveBorrower(NamedTuple):
-    """Borrower -> owner: this worker no longer holds the object."""
-    object_id: bytes
-    worker_id: bytes
-    count: int = 1        # registrations made for this worker that end now
-
-
-class AddBorrower(NamedTuple):
-    """Anyone -> owner: count ``borrower_id`` as holding the object (a ref was
-    handed to it by someone other than the owner); answered by BorrowerAdded."""
-    request_id: int
-    object_id: bytes
-    borrower_id: bytes
-
-
-class BorrowerAdded(NamedTuple):
-    request_id: int
-    ok: bool              # False: the owner no longer has the object
-
-
-class GetReferenceSummary(NamedTuple):
-    """`zray memory` -> any core worker: what its reference table holds."""
-    request_id: int
-
-
-class ReferenceSummaryReply(NamedTuple):
-    request_id: int
-    summary: dict         # see zray.core.memory_view.reference_summary
-
-
-class CancelTask(NamedTuple):
-    task_id: bytes
-    force: bool
-    recursive: bool
-
-
-class GetObjectStatus(NamedTuple):
-    request_id: int
-    object_id: bytes
-
-
-class ObjectStatusReply(NamedTuple):
-    request_id: int
-    object_id: bytes
-    kind: int            # ReturnKind
-    data: Any
-
-
-# ------------------------------------------------------------------ GCS ---
-class GcsRequest(NamedTuple):
-    request_id: int
-    method: int          # GcsMethod
-    args: tuple
-
-
-class GcsReply(NamedTuple):
-    request_id: int
-    ok: bool
-    payload: Any         # result, or (error_code, message) when not ok
-
-
-class ReportResources(NamedTuple):
-    node_id: bytes
-    available: dict
-    total: dict
-
-
-class WorkerDied(NamedTuple):
-    node_id: bytes
-    worker_id: bytes
-    actor_id: Optional[bytes]
-    message: str
-    intended: bool = False    # the process exited on purpose (exit_actor, __ray_terminate__)
-
-
-class NodeChanged(NamedTuple):
-    node: dict
-
-
-class ActorChanged(NamedTuple):
-    actor_id: bytes
-    state: str           # PENDING_CREATION | ALIVE | RESTARTING | DEAD
-    endpoint: str
-    node_id: bytes
-    worker_id: bytes
-    death_message: str
-
-
-class ResourceView(NamedTuple):
-    nodes: dict          # node_id -> {"available": {...}, "total": {...}}
-
+# The messages themselves, by who talks (tags: MsgType above).
+from .raylet_messages import (  # noqa: E402,F401  (defined there, tagged here)
+    RegisterClient, RegisterClientReply, RequestWorkerLease, LeaseGranted, LeaseFailed,
+    ReturnWorker, CancelLeaseRequest, ReclaimIdleLeases, LeasedWorkerDied, NotifyBlocked,
+    TriggerGlobalGC, LocalGC, NotifyUnblocked, CreateObject, CreateObjectReply,
+    SealObject, GetObjectLocal, GetObjectLocalReply, ReleaseObject, FreeObjects,
+    KillWorker, PrepareBundles, BundlesPrepared, CommitBundles, BundlesCommitted,
+    ReturnBundles, ReleaseUnusedBundles, GetNodeStats, NodeStatsReply, DisconnectClient,
+    LeaseInfeasible, CREATE_OK, CREATE_FAILED, CREATE_EXISTS, CREATE_NEVER_FITS)
+from .worker_messages import (  # noqa: E402,F401  (defined there, tagged here)
+    PushTask, TaskReply, GeneratorConsumed, GeneratorItem, RemoveBorrower,
+    AddBorrower, BorrowerAdded, GetReferenceSummary, ReferenceSummaryReply, CancelTask,
+    GetObjectStatus, ObjectStatusReply)
+from .gcs_messages import (  # noqa: E402,F401  (defined there, tagged here)
+    GcsRequest, GcsReply, ReportResources, WorkerDied, NodeChanged,
+    ActorChanged, ResourceView)
 
 _CLASSES = {
     MsgType.REGISTER_CLIENT: RegisterClient,

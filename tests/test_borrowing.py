@@ -247,3 +247,56 @@ def test_ref_captured_in_a_remote_function_stays_pinned(cluster):
     pinned = [o for o in summary["objects"] if o["object_id"] == object_id.hex()]
     assert pinned and pinned[0]["captured"]
     assert zray.get(total_of_captured.remote(), timeout=30) == expected
+
+
+def test_a_task_reads_store_objects_in_its_arguments_without_waiting_on_the_owner(
+        cluster, tmp_path):
+    """As Ray's inline_object_status_in_refs: the owner writes where a store
+    object lives into the pickled ref, so the task reads it while the owner
+    (here a second driver, stopped with SIGSTOP) could not answer."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    marker = str(tmp_path / "total")
+    program = (
+        "import os, signal, time, numpy as np, zray\n"
+        f"zray.init(address={zray.get_runtime_context().gcs_address!r})\n"
+        "refs = [zray.put(np.ones(MB, dtype=np.uint8)) for _ in range(3)]\n"
+        "@zray.remote\n"
+        "def total(refs, marker):\n"
+        "    open(marker + '.started', 'w').close()\n"
+        "    while not os.path.exists(marker + '.go'):\n"
+        "        time.sleep(0.01)\n"
+        "    value = sum(int(zray.get(ref).sum()) for ref in refs)\n"
+        "    with open(marker + '.tmp', 'w') as f:\n"
+        "        f.write(str(value))\n"
+        "    os.rename(marker + '.tmp', marker)\n"
+        "    return value\n"
+        f"ref = total.remote(refs, {marker!r})\n"
+        f"while not os.path.exists({marker!r} + '.started'):\n"
+        "    time.sleep(0.01)\n"
+        "os.kill(os.getpid(), signal.SIGSTOP)   # the owner stops answering\n"
+        "print(zray.get(ref, timeout=30))\n"
+        "zray.shutdown()\n").replace("MB", str(MB))
+    owner = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: owner.poll() is not None or _stopped(owner.pid), 60, "the owner to stop")
+        open(marker + ".go", "w").close()
+        wait_for(lambda: os.path.exists(marker), 20, "the task to read the stopped owner's objects")
+        assert open(marker).read() == str(3 * MB)
+    finally:
+        if owner.poll() is None:
+            os.kill(owner.pid, signal.SIGCONT)
+        out, err = owner.communicate(timeout=60)
+    assert owner.returncode == 0, err
+    assert out.strip() == str(3 * MB)
+
+
+def _stopped(pid: int) -> bool:
+    import psutil
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_STOPPED
+    except psutil.NoSuchProcess:
+        return False

@@ -41,17 +41,17 @@ from .submission import Submission
 
 log = logging.getLogger(__name__)
 
+# Plain ints on the wire: an IntEnum member pickles as a constructor call.
+INLINE, IN_STORE, ERROR, FREED = map(int, (ReturnKind.INLINE, ReturnKind.IN_STORE, ReturnKind.ERROR,
+                                           ReturnKind.FREED))
+JOB_NAMESPACE_KV = "job_namespace"   # GCS KV: job id -> the job's namespace (utf-8)
+
 
 def collect_garbage_soon() -> None:
     """The raylet's LocalGC (zray/node/gc_trigger.py): run the cyclic collector
     off the loop lock, since finalizers of what it frees may run user code.
     Refs it frees are queued by ObjectRef.__del__ and released at the next tick."""
     threading.Thread(target=gc.collect, name="zray-gc", daemon=True).start()
-
-# Plain ints on the wire: an IntEnum member pickles as a constructor call.
-INLINE, IN_STORE, ERROR, FREED = map(int, (ReturnKind.INLINE, ReturnKind.IN_STORE, ReturnKind.ERROR,
-                                           ReturnKind.FREED))
-JOB_NAMESPACE_KV = "job_namespace"   # GCS KV: job id -> the job's namespace (utf-8)
 
 
 class TaskContext:
@@ -106,6 +106,12 @@ class CoreWorker(ObjectApi, Submission, Ownership):
         self._status_requests: dict = {}   # request id -> borrowed object id
         self._watched_workers: set = set()
         self._dead_owners: dict = {}       # owner worker id -> death message
+        # Callers that pushed us tasks (alive then, watched since): store objects
+        # they own whose refs carry a location are read without asking them
+        # (object_api.get; note_caller_alive).
+        self._live_owners: set = set()
+        self.gcs = self.gcs_sub = None     # set by connect(), once the raylet has replied
+        self._watch_when_connected: set = set()   # callers seen before that (note_caller_alive)
         self._callers: set = set()         # router identities (= worker ids) that pushed us tasks
 
         self.router = transport.router()
@@ -159,6 +165,9 @@ class CoreWorker(ObjectApi, Submission, Ownership):
             self.gcs_sub = transport.subscriber(topics=())
             self.gcs_sub.connect(self.gcs_pub_address)
             self.loop.add_socket(self.gcs_sub, self._on_gcs_pub, multipart=True)
+            for worker_id in self._watch_when_connected - self._watched_workers:
+                self._watch_worker(worker_id)
+            self._watch_when_connected.clear()
         finally:
             self.loop.release()
         self.loop.start_background()

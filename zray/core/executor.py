@@ -110,6 +110,8 @@ class Executor(AsyncExecution, StreamingExecution, TaskCancellation, ActorLifecy
     def on_push(self, identity: bytes, spec_tuple) -> None:
         """Lock held (any thread)."""
         spec = _tuple_new(TaskSpec, spec_tuple)
+        if spec.owner_id not in self.cw._live_owners:
+            self.cw.note_caller_alive(spec.owner_id)
         if spec.kind == ACTOR_TASK:
             if self.mode == "threaded":
                 pool = self._pool

@@ -18,11 +18,13 @@ from .object_ref import ObjectRef, receiving
 
 log = logging.getLogger(__name__)
 
-# Plain ints on the wire: an IntEnum member pickles as a constructor call.
 # A get/wait in a task lends its CPU out only past this (see _wait_blocked).
 BLOCK_GRACE_S = 0.002
+# Plain ints on the wire: an IntEnum member pickles as a constructor call.
 INLINE, IN_STORE, ERROR = map(int, (ReturnKind.INLINE, ReturnKind.IN_STORE, ReturnKind.ERROR))
 _loads = serialization.deserialize
+
+_ABSENT = object()   # _get_from_store(..., absent=_ABSENT): the raylet has no copy
 
 
 class ObjectApi:
@@ -131,7 +133,14 @@ class ObjectApi:
                 if entry is None:
                     entry = self.refs.entry_for_ref(ref._id, ref._owner)
                 if not entry.ready and not entry.owned:
-                    self._request_object_status(ref._id, entry)
+                    location = ref._location
+                    if (location is not None and location[0] == self.node_id
+                            and entry.owner[0] in self._live_owners and not entry.fetching):
+                        # Read from the store without asking the (known alive) owner;
+                        # materialize asks it after all if the store has no copy.
+                        self.set_object_ready(ref._id, IN_STORE, location)
+                    else:
+                        self._request_object_status(ref._id, entry)
                 entries.append(entry)
         finally:
             self.loop.release()
@@ -144,14 +153,25 @@ class ObjectApi:
         received = []
         token = receiving.set(received)
         try:
-            value = _loads(entry.data) if kind == INLINE else self._get_from_store(ref._id)
+            if kind == INLINE:
+                value = _loads(entry.data)
+            else:
+                hinted = ref._location is not None and not entry.owned
+                value = self._get_from_store(ref._id, _ABSENT if hinted else None)
+                if value is _ABSENT:
+                    # The owner's word in the pickle is stale: ask the owner itself.
+                    ref._location = None
+                    self._forget_value(entry)
+                    return self.get([ref])[0]
         finally:
             receiving.reset(token)
         if received:   # refs inside the value: be counted by their owners first
             self.borrow_received(received)
         return value
 
-    def _get_from_store(self, object_id: bytes):
+    def _get_from_store(self, object_id: bytes, absent=None):
+        """The object's value from this node's store; ObjectLostError if the
+        store has no copy, or ``absent`` returned instead when given."""
         self.loop.acquire()
         try:
             if self._pending_releases:
@@ -172,10 +192,19 @@ class ObjectApi:
             raise exceptions.ObjectLostError(object_id.hex(), detail=(
                 "Reading the object back from the spill store failed (the raylet log says why)."))
         if reply.offset < 0:
+            if absent is not None:
+                return absent
             raise exceptions.ObjectLostError(object_id.hex(), detail=(
                 "The object is not in this node's object store (cross-node transfer and "
                 "reconstruction are not available yet)."))
         return self._read_pinned(object_id, reply.offset, reply.size)
+
+    def _forget_value(self, entry) -> None:
+        self.loop.acquire()
+        try:
+            entry.ready, entry.kind, entry.data = False, None, None
+        finally:
+            self.loop.release()
 
     def _read_pinned(self, object_id: bytes, offset: int, size: int):
         """The value of a store object we hold a pin on; the pin goes back

@@ -10,15 +10,17 @@ import asyncio
 import contextvars
 
 from .. import serialization
+from ..sockets.messages import ReturnKind
 from . import process_state
 
 
 _current_task = process_state.current_task
+_IN_STORE = int(ReturnKind.IN_STORE)
 # get() collects the refs it unpickles here, to register with their owners.
 receiving = contextvars.ContextVar("zray_receiving", default=None)
 
 
-def _rebuild_ref(object_id: bytes, owner: tuple):
+def _rebuild_ref(object_id: bytes, owner: tuple, location=None):
     """Unpickling a ref (in a task arg or inside an object) makes a borrower:
     note it so the owner can be told (see ownership.py)."""
     sink = receiving.get()
@@ -28,15 +30,20 @@ def _rebuild_ref(object_id: bytes, owner: tuple):
             sink = ctx.received
     if sink is not None:
         sink.append((object_id, owner))
-    return ObjectRef(object_id, owner)
+    ref = ObjectRef(object_id, owner)
+    ref._location = location
+    return ref
 
 
 class ObjectRef:
-    __slots__ = ("_id", "_owner", "__weakref__")
+    __slots__ = ("_id", "_owner", "_location", "__weakref__")
 
     def __init__(self, object_id: bytes, owner: tuple, _count: bool = True):
         self._id = object_id
         self._owner = owner          # (owner worker_id, owner endpoint)
+        # (node_id, size) of a shared-memory object, when its owner said so in
+        # the pickle: the borrower then reads the store without asking the owner.
+        self._location = None
         if _count:
             worker = process_state.worker
             if worker is not None:
@@ -54,6 +61,14 @@ class ObjectRef:
         sink = serialization.contained_refs_sink()
         if sink is not None:
             sink.append(self)
+        worker = process_state.worker
+        if worker is not None:
+            entry = worker.refs.objects.get(self._id)
+            if entry is not None and entry.owned and entry.kind == _IN_STORE:
+                # Ray's inline_object_status_in_refs: the owner says where the
+                # object lives, so a task reading it does not wait on a busy
+                # owner's reply (a wait that lends its CPU and starts workers).
+                return _rebuild_ref, (self._id, self._owner, entry.data)
         return _rebuild_ref, (self._id, self._owner)
 
     def __copy__(self):

@@ -73,6 +73,19 @@ class Ownership:
         self._status_requests[rid] = object_id
         self.loop.send(self.peer(entry.owner[1]), m.encode(m.GetObjectStatus(rid, object_id)))
 
+    def note_caller_alive(self, worker_id: bytes) -> None:
+        """A process just sent us a task, so it was alive: store objects it
+        owns are read without asking it first; its death comes by the
+        subscription (lock held)."""
+        if worker_id == self.worker_id or worker_id in self._dead_owners:
+            return
+        if worker_id not in self._watched_workers:
+            if self.gcs_sub is None:   # a task can arrive while connect() waits for the raylet
+                self._watch_when_connected.add(worker_id)
+            else:
+                self._watch_worker(worker_id)
+        self._live_owners.add(worker_id)
+
     def _watch_worker(self, worker_id: bytes) -> None:
         """Learn when an owner we borrow from, or a borrower of ours, dies (GCS
         topic W<id>, plus one query for a death before we subscribed)."""
@@ -100,6 +113,7 @@ class Ownership:
         if owner_id in self._dead_owners:
             return
         self._dead_owners[owner_id] = message
+        self._live_owners.discard(owner_id)
         for object_id, entry in list(self.refs.objects.items()):
             if not entry.owned and not entry.ready and entry.owner[0] == owner_id:
                 self._fail_owner_died(object_id, entry, message)

@@ -189,3 +189,25 @@ def test_an_actor_that_catches_its_exit_still_leaves(cluster, tmp_path, kind):
     with pytest.raises(zray.exceptions.ActorDiedError, match="exit_actor"):
         zray.get(method.remote(), timeout=30)
     wait_for(lambda: _marks(marks) == ["atexit"], 15, "the actor to leave")
+
+
+@zray.remote
+class LeavesFromAThread:
+    def __init__(self, marks: str):
+        atexit.register(_mark, marks, "atexit")
+
+    def start(self):
+        import threading
+        threading.Thread(target=zray.actor.exit_actor, daemon=True).start()
+
+    def pid(self):
+        return os.getpid()
+
+
+def test_exit_actor_in_a_thread_of_a_sync_actor_ends_it_once_idle(cluster, tmp_path):
+    marks = str(tmp_path / "marks")
+    actor = LeavesFromAThread.remote(marks)
+    zray.get(actor.start.remote(), timeout=30)
+    wait_for(lambda: _marks(marks) == ["atexit"], 15, "the actor to leave")
+    with pytest.raises(zray.exceptions.RayActorError):
+        zray.get(actor.pid.remote(), timeout=30)

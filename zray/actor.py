@@ -35,6 +35,8 @@ def exit_actor():
         raise TypeError("exit_actor API is called on a non-actor worker.")
     executor = worker.executor
     executor.exit_requested = True   # it leaves even if the exception below is caught
+    ctx = process_state.current_task.get()
+    executor.exit_requested_by = ctx.task_id if ctx is not None else None   # (which call)
     if executor._async_loop is not None:
         # An async actor (its __init__ too): Ray's AsyncioActorExit, since a
         # SystemExit would stop the event loop's thread instead.

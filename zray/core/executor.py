@@ -89,6 +89,7 @@ class Executor(AsyncExecution, StreamingExecution, TaskCancellation, ActorLifecy
         # exit_actor() was called: the actor leaves even if its exception was
         # caught, or raised in a background asyncio task (Ray checks this too).
         self.exit_requested = False
+        self.exit_requested_by = None        # the task id of the call that asked, if any
         self.exit_code = 0
         self._pool = None
         self._group_pools: dict = {}         # concurrency group -> its thread pool
@@ -190,7 +191,7 @@ class Executor(AsyncExecution, StreamingExecution, TaskCancellation, ActorLifecy
         note_started(self.cw, spec, self.actor)
         try:
             returns, exiting = self._invoke(spec)   # its locals (args, result) are gone after
-            if self.exit_requested and not exiting:
+            if self.exit_requested and not exiting and self.exit_requested_by == spec.task_id:
                 returns, exiting = self.exit_after_caught_exit(spec)
         finally:
             current_task.reset(token)

@@ -192,7 +192,7 @@ class AsyncExecution:
         note_started(self.cw, spec, self.actor)
         try:
             returns, exiting = await self._invoke_async(spec)
-            if self.exit_requested and not exiting:
+            if self.exit_requested and not exiting and self.exit_requested_by == spec.task_id:
                 returns, exiting = self.exit_after_caught_exit(spec)
         finally:
             current_task.reset(token)

@@ -25,7 +25,9 @@ def _retire_on_sigterm(cw) -> None:
 
     def retire_when_unneeded():   # a tick: the loop lock is held
         executor = cw.executor
-        if not asked:
+        # exit_actor() from a thread of the actor's own that no call waits on
+        # (a call that exits, or an async actor's task, is handled where it ran).
+        if not asked and not executor.exit_requested:
             return
         if executor.actor is not None:
             if executor.request_graceful_exit():

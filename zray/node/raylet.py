@@ -307,8 +307,9 @@ class Raylet(LeaseHandlers, BundleHandlers, StoreHandlers):
 
     def _maybe_collect_garbage(self, now) -> None:
         queue = self.lease_queue
-        if self.pending_creates or (queue and now - max(self.last_grant, queue[0].queued_at)
-                                    >= STUCK_LEASES_GC_S):
+        # (An infeasible request - told so, `warned` - waits for a node, not for garbage.)
+        if self.pending_creates or (queue and not queue[0].warned and now - max(
+                self.last_grant, queue[0].queued_at) >= STUCK_LEASES_GC_S):
             self.gc.request()
         if self.gc.due(now, self.store.used_fraction()):
             for identity in list(self.clients):

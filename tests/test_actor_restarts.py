@@ -73,3 +73,51 @@ def test_in_flight_call_fails_without_max_task_retries(cluster):
     actor.die.remote()
     with pytest.raises(zray.exceptions.RayActorError):
         zray.get(running, timeout=30)
+
+
+class FlakyError(Exception):
+    pass
+
+
+@zray.remote
+class FailsAtFirst:
+    def __init__(self):
+        self.calls = 0
+
+    def flaky(self, failures):
+        self.calls += 1
+        if self.calls <= failures:
+            raise FlakyError(f"call {self.calls}")
+        return self.calls
+
+    @zray.method(max_task_retries=3, retry_exceptions=[FlakyError])
+    def declared(self, failures):
+        return self.flaky(failures)
+
+    def count(self):
+        return self.calls
+
+
+def test_actor_methods_retry_their_exceptions_as_in_ray(cluster):
+    # .options() on the call
+    actor = FailsAtFirst.remote()
+    ref = actor.flaky.options(max_task_retries=2, retry_exceptions=True).remote(2)
+    assert zray.get(ref, timeout=30) == 3
+    # @zray.method(max_task_retries=, retry_exceptions=[types]) on the method
+    actor = FailsAtFirst.remote()
+    assert zray.get(actor.declared.remote(3), timeout=30) == 4
+    # Out of retries: the last exception is raised, after 1 + 3 calls.
+    actor = FailsAtFirst.remote()
+    with pytest.raises(FlakyError, match="call 4"):
+        zray.get(actor.declared.remote(10), timeout=30)
+    # Not retried: without retry_exceptions, or an exception type not listed.
+    actor = FailsAtFirst.remote()
+    with pytest.raises(FlakyError, match="call 1"):
+        zray.get(actor.flaky.options(max_task_retries=5).remote(1), timeout=30)
+    with pytest.raises(FlakyError, match="call 2"):
+        zray.get(actor.flaky.options(max_task_retries=5, retry_exceptions=[KeyError]).remote(2),
+                 timeout=30)
+    assert zray.get(actor.count.remote(), timeout=30) == 2
+    # The actor's own max_task_retries is the budget when the method has none.
+    actor = FailsAtFirst.options(max_task_retries=1).remote()
+    assert zray.get(actor.flaky.options(retry_exceptions=True).remote(1), timeout=30) == 2

@@ -61,6 +61,7 @@ def _class_meta(cls) -> dict:
     groups = {}      # method name -> concurrency group declared with zray.method
     signatures = {}  # method name -> _method_parameters
     decorators = {}  # method name -> its __ray_invocation_decorator__ (Ray's caller-side hook)
+    retries = {}     # method name -> (max_task_retries, retry_exceptions) from zray.method
     is_async = False
     for name, member in inspect.getmembers(cls):
         if not callable(member) or (name.startswith("__") and name != "__call__"):
@@ -78,10 +79,14 @@ def _class_meta(cls) -> dict:
         decorator = getattr(member, "__ray_invocation_decorator__", None)
         if decorator is not None:
             decorators[name] = decorator
+        if "retry_exceptions" in options or "max_task_retries" in options:
+            retries[name] = (options.get("max_task_retries"), options.get("retry_exceptions"))
     meta = {"class_name": cls.__name__, "methods": methods, "is_async": is_async,
             "method_groups": groups, "signatures": signatures}
     if decorators:
         meta["invocation_decorators"] = decorators
+    if retries:
+        meta["method_retries"] = retries
     return meta
 
 
@@ -288,7 +293,7 @@ def _warn_if_infeasible(cw, shape: dict, class_name: str) -> None:
 
 
 def _dumps(meta: dict) -> bytes:
-    if "invocation_decorators" in meta:   # user functions: by value
+    if "invocation_decorators" in meta or "method_retries" in meta:   # user code: by value
         import cloudpickle
         return cloudpickle.dumps(meta, 5)
     import pickle
@@ -385,6 +390,7 @@ class ActorMethod:
         opts.validate(options, opts.METHOD_OPTIONS, "actor methods")
         num_returns = options.get("num_returns", self._num_returns)
         max_task_retries = options.get("max_task_retries")
+        retry_exceptions = options.get("retry_exceptions")
         group = options.get("concurrency_group")
         backpressure = opts.generator_backpressure(options)
         parent = self
@@ -392,27 +398,38 @@ class ActorMethod:
         class MethodWithOptions:
             def remote(self, *args, **kwargs):
                 return parent._submit(args, kwargs, num_returns, max_task_retries, group,
-                                      backpressure)
+                                      backpressure, retry_exceptions)
 
         return MethodWithOptions()
 
-    def _submit(self, args, kwargs, num_returns, max_task_retries, group=None, backpressure=None):
+    def _submit(self, args, kwargs, num_returns, max_task_retries, group=None, backpressure=None,
+                retry_exceptions=None):
         decorators = self._handle._meta.get("invocation_decorators")
         if decorators is not None and self._name in decorators:
             # Ray's __ray_invocation_decorator__: it wraps the caller's side of
             # the call, taking and returning (args, kwargs) -> whatever it likes.
             def invocation(args, kwargs):
                 return self._submit_now(tuple(args), dict(kwargs), num_returns, max_task_retries,
-                                        group, backpressure)
+                                        group, backpressure, retry_exceptions)
             return decorators[self._name](invocation)(args, kwargs)
-        return self._submit_now(args, kwargs, num_returns, max_task_retries, group, backpressure)
+        return self._submit_now(args, kwargs, num_returns, max_task_retries, group, backpressure,
+                                retry_exceptions)
 
-    def _submit_now(self, args, kwargs, num_returns, max_task_retries, group, backpressure):
+    def _submit_now(self, args, kwargs, num_returns, max_task_retries, group, backpressure,
+                    retry_exceptions):
         if self._check is not None:
             self._check(args, kwargs)
         cw = process_state.require_worker()
         handle = self._handle
         meta = handle._meta
+        method_retries = meta.get("method_retries")
+        if method_retries is not None and self._name in method_retries:
+            # Ray's precedence: .options() > @zray.method > the actor's max_task_retries.
+            declared_retries, declared_exceptions = method_retries[self._name]
+            if max_task_retries is None:
+                max_task_retries = declared_retries
+            if retry_exceptions is None:
+                retry_exceptions = declared_exceptions
         if max_task_retries is None:
             max_task_retries = meta.get("max_task_retries", 0)
         call_options = None
@@ -425,7 +442,8 @@ class ActorMethod:
             call_options = dict(call_options or (), generator_backpressure=backpressure)
         refs = cw.submit_actor_task(handle._actor_id, self._name, args, kwargs, num_returns,
                                     max_task_retries, handle._handle_ref,
-                                    meta.get("max_pending_calls", -1), call_options)
+                                    meta.get("max_pending_calls", -1), call_options,
+                                    retry_exceptions or False)
         if num_returns == 1:
             return refs[0]
         if num_returns == 0:

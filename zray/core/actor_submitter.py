@@ -27,9 +27,10 @@ ERROR = int(ReturnKind.ERROR)   # plain ints on the wire: enums pickle slowly
 
 class ActorCall:
     __slots__ = ("spec", "return_ids", "deps", "unresolved", "cancelled", "retries_left", "nested",
-                 "handle_ref")
+                 "handle_ref", "retry_exceptions")
 
-    def __init__(self, spec, return_ids, deps, retries_left=0, nested=(), handle_ref=None):
+    def __init__(self, spec, return_ids, deps, retries_left=0, nested=(), handle_ref=None,
+                 retry_exceptions=False):
         self.spec = spec
         self.return_ids = return_ids
         self.deps = deps
@@ -38,6 +39,8 @@ class ActorCall:
         self.cancelled = False
         self.retries_left = retries_left   # max_task_retries: resend after a restart
         self.handle_ref = handle_ref       # keeps the actor alive until the call is done
+        # True or exception types: an error reply of these is retried too (Ray's)
+        self.retry_exceptions = retry_exceptions
 
 
 class ActorState:
@@ -250,6 +253,14 @@ class ActorSubmitter:
         if call is not None:
             if msg.borrowed or msg.contained:   # before the call's own references go
                 self.cw.accept_reply_refs(msg, call.return_ids)
+            if (call.retry_exceptions and call.retries_left != 0
+                    and _raised_retryable(call.retry_exceptions, msg.returns)):
+                # The method raised an exception it may retry: send it again
+                # (behind the calls sent since, as Ray's resubmission does).
+                call.retries_left -= 1
+                st.queue.append(call)
+                self._flush(st)
+                return True
             self._finish(call, msg.returns, ran=True)
         if st.out_of_scope and not st.in_flight and not st.queue:
             self._send_out_of_scope(st)
@@ -287,3 +298,20 @@ class ActorSubmitter:
                     self._fail(call, blob)
                     return True
         return False
+
+
+def _raised_retryable(allowed, returns) -> bool:
+    """Whether the call's error is the method's own exception of a kind
+    ``allowed`` (True: any) - not the actor's death or a cancellation."""
+    for kind, data in returns:
+        if kind == ERROR:
+            try:
+                err = serialization.deserialize(data)
+            except Exception:
+                return False
+            cause = getattr(err, "cause", None)
+            if not isinstance(err, exceptions.RayTaskError) or isinstance(
+                    cause, exceptions.TaskCancelledError):
+                return False
+            return allowed is True or isinstance(cause, tuple(allowed))
+    return False

@@ -105,11 +105,11 @@ class Submission:
     # -------------------------------------------------------- actor tasks ---
     def submit_actor_task(self, actor_id: bytes, method_name: str, args, kwargs, num_returns: int,
                           max_task_retries: int = 0, handle_ref=None, max_pending_calls: int = -1,
-                          options=None):
+                          options=None, retry_exceptions=False):
         if num_returns == DYNAMIC:
             return dynamic_result(self, self.submit_actor_task(
                 actor_id, method_name, args, kwargs, STREAMING, max_task_retries, handle_ref,
-                max_pending_calls, options))
+                max_pending_calls, options, retry_exceptions))
         args_blob, deps, contained = self.encode_args(args, kwargs, method_name)
         streaming = num_returns == STREAMING
         if streaming:
@@ -141,7 +141,8 @@ class Submission:
             self.task_events.submitted(task_id, method_name, ACTOR_TASK_TYPE, spec.job_id,
                                        ctx.task_id, actor_id)
             self.actors.submit(ActorCall(spec, return_ids, self._dep_entries(deps), max_task_retries,
-                                         nested, handle_ref))
+                                         nested, handle_ref,
+                                         retry_exceptions if not streaming else False))
         finally:
             self.loop.release()
         address = self.address

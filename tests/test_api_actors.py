@@ -265,6 +265,8 @@ def test_get_if_exists(cluster):
     assert zray.get(b.incr.remote()) == 7
     assert zray.get(a.pid.remote()) == zray.get(b.pid.remote())
     zray.kill(a)
+    with pytest.raises(ValueError, match="name must be specified to use `get_if_exists`"):
+        Counter.options(get_if_exists=True).remote(1)
 
 
 def test_named_actor_visible_to_tasks(cluster):

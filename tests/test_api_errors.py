@@ -490,6 +490,9 @@ def test_init_twice(no_cluster):
     assert zray.is_initialized()
     zray.shutdown()
     assert not zray.is_initialized()
+    with pytest.raises(RuntimeError, match="Unknown keyword argument.s.: num_cpu"):   # Ray's
+        zray.init(num_cpu=1)
+    assert not zray.is_initialized()
     zray.shutdown()  # a second shutdown is harmless
     assert not zray.is_initialized()
 

@@ -297,3 +297,45 @@ def test_a_cancelled_tasks_error_says_it_was_cancelled(cluster, tmp_path):
     with pytest.raises(zray.exceptions.TaskCancelledError) as info:
         zray.get(ref, timeout=30)
     assert "KeyboardInterrupt" in str(info.value) and "was cancelled" in str(info.value)
+
+
+def test_ray_environment_variables_for_address_and_temp_dir(cluster):
+    """RAY_ADDRESS makes init() join that cluster; RAY_TMPDIR holds the sessions."""
+    program = (
+        "import os, zray\n"
+        "zray.init()\n"
+        "print(zray.get_runtime_context().gcs_address)\n"
+        "print(zray.get(zray.remote(lambda: 'joined').remote(), timeout=30))\n"
+        "zray.shutdown()\n")
+    env = dict(os.environ, RAY_ADDRESS=zray.get_runtime_context().gcs_address)
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=90, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == [env["RAY_ADDRESS"], "joined"]
+
+    program = ("import zray\n"
+               "print(zray.init(num_cpus=1)['session_dir'])\n"
+               "zray.shutdown()\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "ZRAY_ADDRESS")}
+    import shutil
+    import tempfile
+    short = tempfile.mkdtemp(prefix="zt", dir="/tmp")   # ipc socket paths must stay < 108 bytes
+    try:
+        env["RAY_TMPDIR"] = short
+        done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                              timeout=90, env=env)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip().startswith(os.path.join(short, "zray-sessions"))
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+
+
+def test_ray_runtime_context_module_and_task_job_ids(cluster):
+    @zray.remote
+    def job_ids():
+        task_id = zray.runtime_context.get_runtime_context().get_task_id()
+        return zray.TaskID(bytes.fromhex(task_id)).job_id(), zray.put(1).job_id()
+
+    task_job, object_job = zray.get(job_ids.remote(), timeout=30)
+    assert task_job == object_job
+    assert task_job.hex() == zray.get_runtime_context().get_job_id()

@@ -12,6 +12,7 @@ from .core.object_ref_generator import DynamicObjectRefGenerator, ObjectRefGener
 from .remote_function import RemoteFunction
 from . import util   # Ray programs use ray.util.* after a plain `import ray`
 from . import _private  # noqa: F401  (ray._private.internal_api.global_gc)
+from . import runtime_context  # noqa: F401  (ray.runtime_context.get_runtime_context)
 
 __version__ = "0.1.0"
 

@@ -50,9 +50,9 @@ def init(address: str | None = None, *, num_cpus=None, num_gpus=None, resources=
          log_to_driver: bool = True, **kwargs):
     """Start an embedded single-host cluster, or connect to a running one."""
     global _cluster
-    for key in kwargs:
-        if key not in _INIT_KWARGS:
-            raise TypeError(f"init() got an unexpected keyword argument '{key}'")
+    unknown = [key for key in kwargs if key not in _INIT_KWARGS]
+    if unknown:   # most likely a typo (Ray's error)
+        raise RuntimeError(f"Unknown keyword argument(s): {', '.join(unknown)}")
     with _init_lock:
         if process_state.worker is not None:
             if ignore_reinit_error:
@@ -63,7 +63,7 @@ def init(address: str | None = None, *, num_cpus=None, num_gpus=None, resources=
         from .node import launcher
         from . import runtime_env
         job_env = runtime_env.normalize(kwargs.get("runtime_env"), "init(runtime_env=...)")
-        address = address or os.environ.get("ZRAY_ADDRESS") or None
+        address = address or os.environ.get("ZRAY_ADDRESS") or os.environ.get("RAY_ADDRESS") or None
         if address is None or address == "local":
             if resources is not None and not isinstance(resources, dict):
                 raise TypeError("resources must be a dict")

@@ -124,6 +124,9 @@ class TaskID(BaseID):
     __slots__ = ()
     size = TASK_ID_SIZE
 
+    def job_id(self) -> "JobID":
+        return JobID(job_id_of(self.binary()))
+
 
 class ObjectID(BaseID):
     __slots__ = ()

@@ -152,6 +152,8 @@ def validate(options: dict, allowed: set, what: str) -> dict:
         if key not in allowed:
             raise ValueError(f"Invalid option keyword {key} for {what}. "
                              f"Valid ones are {sorted(allowed)}.")
+    if allowed is ACTOR_OPTIONS and options.get("get_if_exists") and not options.get("name"):
+        raise ValueError("The actor name must be specified to use `get_if_exists`.")   # Ray's
     if options.get("object_store_memory") is not None:
         if allowed is TASK_OPTIONS:
             raise ValueError("Setting 'object_store_memory' is not implemented for tasks")   # Ray's

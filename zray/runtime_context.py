@@ -212,3 +212,10 @@ class RuntimeContext:
 
     def _ctx(self):
         return self._worker.task_context()
+
+
+def get_runtime_context() -> RuntimeContext:
+    """``ray.runtime_context.get_runtime_context()``: the same as
+    ``zray.get_runtime_context()``."""
+    from .api import get_runtime_context as current
+    return current()

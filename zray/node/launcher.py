@@ -17,7 +17,8 @@ import psutil
 from ..pids import pid_alive
 from .gc_trigger import DEFAULTS as GC_DEFAULTS
 
-ROOT = os.path.join(tempfile.gettempdir(), "zray-sessions")  # not "zray": would shadow the package for scripts in /tmp
+# Under Ray's RAY_TMPDIR when set.  Not "zray": that would shadow the package for scripts in /tmp.
+ROOT = os.path.join(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir(), "zray-sessions")
 CURRENT_CLUSTER_FILE = os.path.join(ROOT, "zray_current_cluster")
 STOP_TIMEOUT_S = 3.0
 

@@ -121,3 +121,26 @@ def test_actor_methods_retry_their_exceptions_as_in_ray(cluster):
     # The actor's own max_task_retries is the budget when the method has none.
     actor = FailsAtFirst.options(max_task_retries=1).remote()
     assert zray.get(actor.flaky.options(retry_exceptions=True).remote(1), timeout=30) == 2
+
+
+@zray.remote(max_restarts=1)
+class ExitsOnce:
+    def run(self, marker: str, how: str):
+        import sys
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            if how == "sys.exit(1)":
+                sys.exit(1)
+            os._exit(0)
+        return "second attempt"
+
+
+@pytest.mark.parametrize("how,threads", [("os._exit(0)", 1), ("sys.exit(1)", 2)])
+def test_an_actor_process_that_exits_by_itself_is_restarted_and_the_call_retried(
+        cluster, tmp_path, how, threads):
+    """Only exit_actor() and the like are intended exits: os._exit(0) or
+    sys.exit() in a method (even on a pool thread of a threaded actor) is a
+    crash, as in Ray."""
+    actor = ExitsOnce.options(max_concurrency=threads).remote()
+    ref = actor.run.options(max_task_retries=1).remote(str(tmp_path / "ran"), how)
+    assert zray.get(ref, timeout=60) == "second attempt"

@@ -490,9 +490,6 @@ def test_init_twice(no_cluster):
     assert zray.is_initialized()
     zray.shutdown()
     assert not zray.is_initialized()
-    with pytest.raises(RuntimeError, match="Unknown keyword argument.s.: num_cpu"):   # Ray's
-        zray.init(num_cpu=1)
-    assert not zray.is_initialized()
     zray.shutdown()  # a second shutdown is harmless
     assert not zray.is_initialized()
 
@@ -509,8 +506,8 @@ def test_init_after_shutdown_and_context_manager(no_cluster):
 
 
 def test_init_rejects_unknown_keyword(no_cluster):
-    with pytest.raises(TypeError):
-        zray.init(num_cpus=1, not_a_real_option=True)
+    with pytest.raises(RuntimeError, match="Unknown keyword argument.s.: not_a_real_option"):
+        zray.init(num_cpus=1, not_a_real_option=True)   # Ray's error, naming the culprit
     assert not zray.is_initialized()
 
 

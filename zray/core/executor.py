@@ -234,6 +234,14 @@ class Executor(AsyncExecution, StreamingExecution, TaskCancellation, ActorLifecy
             return self._returns_for_exception(spec, exc)
         except (ActorExit, Exception) as exc:
             return self._returns_for_exception(spec, exc)
+        except SystemExit as exc:
+            # The user's sys.exit() (not exit_actor()) ends the process, as in
+            # Ray: a crash, so the actor restarts.  In a pool thread the
+            # exception would only end the thread (the call would never reply).
+            if threading.get_ident() == self._main_thread:
+                raise
+            log.warning("sys.exit(%r) in %s: the worker exits", exc.code, spec.function_name)
+            os._exit(exc.code if isinstance(exc.code, int) else 1)
 
     def _run_task(self, spec, function, args, kwargs) -> tuple:
         result = function(*args, **kwargs)
@@ -272,7 +280,7 @@ class Executor(AsyncExecution, StreamingExecution, TaskCancellation, ActorLifecy
             if code == 0:
                 self.run_exit_hooks()
             self.cw.shutdown(linger_ms=EXIT_FLUSH_MS)
-            os._exit(code)
+            os._exit(m.INTENDED_EXIT_CODE if code == 0 else code)
 
     def _reply(self, identity, spec, returns, borrowed=(), returned_refs=(), status=_OK) -> None:
         cw = self.cw

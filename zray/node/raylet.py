@@ -295,10 +295,10 @@ class Raylet(LeaseHandlers, BundleHandlers, StoreHandlers):
             self.give_back(lease)
             if info.actor_id is None:
                 self.send(lease.client, m.LeasedWorkerDied(lease.lease_id, info.worker_id, message))
-        # Exit code 0 is a worker leaving on purpose (exit_actor, __ray_terminate__,
-        # a graceful kill); anything else, or a signal, is a crash.
+        # INTENDED_EXIT_CODE is a worker leaving on purpose (exit_actor,
+        # __ray_terminate__, a graceful kill); anything else, or a signal, is a crash.
         self.gcs.send(m.encode(m.WorkerDied(self.node_id, info.worker_id, info.actor_id, message,
-                                            code == 0)))
+                                            code == m.INTENDED_EXIT_CODE)))
         self._schedule()
 
     def on_trigger_global_gc(self, identity, msg) -> None:

@@ -146,7 +146,8 @@ from .raylet_messages import (  # noqa: E402,F401  (defined there, tagged here)
     SealObject, GetObjectLocal, GetObjectLocalReply, ReleaseObject, FreeObjects,
     KillWorker, PrepareBundles, BundlesPrepared, CommitBundles, BundlesCommitted,
     ReturnBundles, ReleaseUnusedBundles, GetNodeStats, NodeStatsReply, DisconnectClient,
-    LeaseInfeasible, CREATE_OK, CREATE_FAILED, CREATE_EXISTS, CREATE_NEVER_FITS)
+    LeaseInfeasible, CREATE_OK, CREATE_FAILED, CREATE_EXISTS, CREATE_NEVER_FITS,
+    INTENDED_EXIT_CODE)
 from .worker_messages import (  # noqa: E402,F401  (defined there, tagged here)
     PushTask, TaskReply, GeneratorConsumed, GeneratorItem, RemoveBorrower,
     AddBorrower, BorrowerAdded, GetReferenceSummary, ReferenceSummaryReply, CancelTask,

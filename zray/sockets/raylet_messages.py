@@ -193,3 +193,9 @@ class LeaseInfeasible(NamedTuple):
     """The request stays queued, but no node could ever fit it (warn once)."""
     request_id: int
     message: str
+
+
+# A worker leaving on purpose (exit_actor, __ray_terminate__, a graceful kill,
+# retiring) exits with this code; any other - 0 from a user's sys.exit(0) or
+# os._exit(0) included - or a signal is a crash, and the actor restarts (Ray's).
+INTENDED_EXIT_CODE = 75

@@ -144,3 +144,30 @@ def test_an_actor_process_that_exits_by_itself_is_restarted_and_the_call_retried
     actor = ExitsOnce.options(max_concurrency=threads).remote()
     ref = actor.run.options(max_task_retries=1).remote(str(tmp_path / "ran"), how)
     assert zray.get(ref, timeout=60) == "second attempt"
+
+
+@zray.remote
+class RetriesBeforeAnother:
+    def __init__(self):
+        self.calls = 0
+
+    @zray.method(max_task_retries=1, retry_exceptions=[FlakyError])
+    def one(self, gate: str):
+        while not os.path.exists(gate):
+            time.sleep(0.01)
+        self.calls += 1
+        if self.calls == 1:
+            raise FlakyError("first attempt")
+        return 1
+
+    def two(self, one_output):
+        return one_output + 1
+
+
+def test_a_retried_call_is_not_stuck_behind_a_call_waiting_for_its_result(cluster, tmp_path):
+    actor = RetriesBeforeAnother.remote()
+    gate = str(tmp_path / "gate")
+    first = actor.one.remote(gate)
+    second = actor.two.remote(first)      # queued at the owner until `first` is done
+    open(gate, "w").close()
+    assert zray.get(second, timeout=30) == 2

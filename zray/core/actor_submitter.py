@@ -256,10 +256,13 @@ class ActorSubmitter:
             if (call.retry_exceptions and call.retries_left != 0
                     and _raised_retryable(call.retry_exceptions, msg.returns)):
                 # The method raised an exception it may retry: send it again
-                # (behind the calls sent since, as Ray's resubmission does).
+                # now (behind the calls sent since, as Ray's resubmission does,
+                # but ahead of queued ones: they may wait for its result).
                 call.retries_left -= 1
-                st.queue.append(call)
-                self._flush(st)
+                if st.state == "ALIVE":
+                    self._push(st, call)
+                else:
+                    st.queue.appendleft(call)
                 return True
             self._finish(call, msg.returns, ran=True)
         if st.out_of_scope and not st.in_flight and not st.queue:

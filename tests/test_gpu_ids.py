@@ -92,3 +92,17 @@ def test_gpu_instances_assign_and_release():
     assert gpus.assign(2 * UNIT) is None             # device 1 is still in use
     assert gpus.assign(UNIT) == ((0, UNIT),)
     assert gpus.assign(0) == ()
+
+
+@zray.remote(num_gpus=1)
+def one_gpu():
+    return zray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def test_the_nodes_cuda_visible_devices_are_the_gpu_ids_handed_out(no_cluster, monkeypatch):
+    """As Ray: a node started with CUDA_VISIBLE_DEVICES set hands out those devices."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6")
+    zray.init(num_cpus=3, num_gpus=3)
+    results = zray.get([one_gpu.remote() for _ in range(9)], timeout=60)
+    assert {ids[0] for ids, _ in results} <= {4, 5, 6}
+    assert all(visible == str(ids[0]) for ids, visible in results)

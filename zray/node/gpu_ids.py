@@ -11,7 +11,21 @@ to the leases that run in it from a pool of its own (``from_assignment``).
 """
 from __future__ import annotations
 
+import os
+
 from .resources import UNIT
+
+
+def node_device_ids(count: int) -> list:
+    """The node's GPU ids: as Ray, the first ``count`` of CUDA_VISIBLE_DEVICES
+    when the node starts with it set, else 0..count-1."""
+    listed = [part.strip() for part in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+              if part.strip()]
+    if len(listed) >= count:
+        if all(part.isdigit() for part in listed):
+            return [int(part) for part in listed[:count]]
+        return listed[:count]
+    return list(range(count))
 
 
 class GpuInstances:

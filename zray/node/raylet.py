@@ -37,7 +37,7 @@ from .bundle_handlers import BundleHandlers
 from .lease_handlers import LeaseHandlers
 from .store_handlers import StoreHandlers
 from .gc_trigger import STUCK_LEASES_GC_S, GcTrigger, gc_config
-from .gpu_ids import GpuInstances
+from .gpu_ids import GpuInstances, node_device_ids
 from .worker_pool import EXITING, IDLE, WorkerPool
 
 log = logging.getLogger("zray.raylet")
@@ -63,7 +63,8 @@ class Raylet(LeaseHandlers, BundleHandlers, StoreHandlers):
         self.total_float = total
         self.total = res.to_fixed(total)
         self.available = dict(self.total)
-        self.gpus = GpuInstances(int(total.get("GPU", 0)))
+        self.gpus = GpuInstances(capacity={device: res.UNIT
+                                           for device in node_device_ids(int(total.get("GPU", 0)))})
         self.bundles: dict = {}          # (pg_id, index) -> bundle_handlers.Bundle
         self.lease_queue: deque = deque()
         self.leases: dict = {}

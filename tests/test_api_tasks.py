@@ -12,7 +12,7 @@ import pytest
 
 import zray
 from zray import exceptions
-from conftest import Barrier, Signal, wait_for
+from conftest import Barrier, Signal, pid_running, wait_for
 
 CLUSTER = dict(num_cpus=2, num_gpus=1, resources={"custom": 1})
 
@@ -520,3 +520,25 @@ def test_max_calls_retires_the_worker(cluster):
     # Each worker runs at most two calls of this function, then exits.
     assert max(pids.count(p) for p in set(pids)) <= 2
     assert len(set(pids)) >= 3
+
+
+@zray.remote
+def slow_zero():
+    time.sleep(0.1)
+    return 0
+
+
+@zray.remote(max_calls=1, max_retries=0)
+def submits_and_returns_the_ref():
+    return [slow_zero.remote(), os.getpid()]
+
+
+def test_a_max_calls_worker_that_owns_objects_in_use_waits_for_their_release(cluster):
+    """As Ray's test_background_tasks_with_max_calls: the worker retires (no
+    more tasks) but lives on as the owner of what it returned, then leaves."""
+    nested = zray.get([submits_and_returns_the_ref.remote() for _ in range(6)], timeout=60)
+    assert zray.get([ref for ref, _ in nested], timeout=60) == [0] * 6
+    owners = {pid for _, pid in nested}
+    assert len(owners) == 6          # max_calls=1: a worker each
+    del nested
+    wait_for(lambda: not any(pid_running(pid) for pid in owners), 30, "the retired owners to exit")

@@ -90,6 +90,7 @@ class Executor(AsyncExecution, StreamingExecution, TaskCancellation, ActorLifecy
         # caught, or raised in a background asyncio task (Ray checks this too).
         self.exit_requested = False
         self.exit_requested_by = None        # the task id of the call that asked, if any
+        self.retiring = False                # past max_calls, waiting for its objects' release
         self.exit_code = 0
         self._pool = None
         self._group_pools: dict = {}         # concurrency group -> its thread pool
@@ -111,6 +112,8 @@ class Executor(AsyncExecution, StreamingExecution, TaskCancellation, ActorLifecy
     def on_push(self, identity: bytes, spec_tuple) -> None:
         """Lock held (any thread)."""
         spec = _tuple_new(TaskSpec, spec_tuple)
+        if self.retiring and spec.kind == NORMAL_TASK:
+            return   # its owner resends it elsewhere when told the lease ended
         if spec.owner_id not in self.cw._live_owners:
             self.cw.note_caller_alive(spec.owner_id)
         if spec.kind == ACTOR_TASK:
@@ -205,7 +208,13 @@ class Executor(AsyncExecution, StreamingExecution, TaskCancellation, ActorLifecy
         status = _EXITING if exiting and spec.kind == ACTOR_CREATION_TASK else _OK
         self._reply(identity, spec, returns, borrowed, ctx.returned_refs, status)
         if spec.kind == NORMAL_TASK and spec.options and self._reached_max_calls(spec):
-            exiting = True   # max_calls: this worker retires (Ray frees leaked state this way)
+            # max_calls: this worker retires (Ray frees leaked state this way),
+            # at once unless objects it owns are still in use (their owner must
+            # live on, as in Ray: then it leaves once they are released).
+            if self._owns_objects_in_use():
+                self._retire()
+            else:
+                exiting = True
         if exiting:
             self.exit_now(0)
 
@@ -259,6 +268,27 @@ class Executor(AsyncExecution, StreamingExecution, TaskCancellation, ActorLifecy
             return self._error_returns(spec, self._task_error(
                 spec, exceptions.TaskCancelledError(spec.task_id.hex()))), False
         return self._error_returns(spec, self._task_error(spec, exc)), False
+
+    def _owns_objects_in_use(self) -> bool:
+        cw = self.cw
+        cw.loop.acquire()
+        try:
+            cw.refs.apply_ref_ops()
+            return any(entry.owned for entry in cw.refs.objects.values())
+        finally:
+            cw.loop.release()
+
+    def _retire(self) -> None:
+        """Run no more tasks (queued ones are resent elsewhere by their owner,
+        as after a worker's death, once the raylet has ended the lease)."""
+        self.retiring = True
+        cw = self.cw
+        cw.loop.acquire()
+        try:
+            self.queue = deque(item for item in self.queue if item[1].kind != NORMAL_TASK)
+            cw.loop.send(cw.raylet, m.encode(m.RetireWorker()))
+        finally:
+            cw.loop.release()
 
     def _reached_max_calls(self, spec) -> bool:
         max_calls = spec.options.get("max_calls")

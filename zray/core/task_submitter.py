@@ -264,7 +264,8 @@ class TaskSubmitter:
             except zmq.ZMQError:
                 break
             self.cw._on_peer(frame)
-        self.cw.close_peer(lease.endpoint)
+        if not msg.alive:   # a retired worker still answers for the objects it owns
+            self.cw.close_peer(lease.endpoint)
         # Pushed tasks run in push order.  The worker's running-task marker says
         # which one it was running: those before it ran too (their replies were
         # lost in the crash), those after it never started and go back to the

@@ -28,7 +28,7 @@ def _retire_on_sigterm(cw) -> None:
         executor = cw.executor
         # exit_actor() from a thread of the actor's own that no call waits on
         # (a call that exits, or an async actor's task, is handled where it ran).
-        if not asked and not executor.exit_requested:
+        if not asked and not executor.exit_requested and not executor.retiring:
             return
         if executor.actor is not None:
             if executor.request_graceful_exit():

@@ -16,7 +16,7 @@ from collections import deque
 from .. import runtime_env
 from ..sockets import messages as m
 from . import resources as res
-from .worker_pool import ACTOR, LEASED
+from .worker_pool import ACTOR, EXITING, LEASED
 
 RECLAIM_INTERVAL_S = 0.05
 GRACEFUL_EXIT_S = 30.0       # a gracefully killed actor's time to run __ray_shutdown__
@@ -201,6 +201,23 @@ class LeaseHandlers:
     def _worker_of(self, identity):
         client = self.clients.get(identity)
         return self.pool.workers.get(client["worker_id"]) if client else None
+
+    def on_retire_worker(self, identity, msg) -> None:
+        """A worker past max_calls that still owns objects in use: its lease
+        ends (the owner hears LeasedWorkerDied and sends its tasks elsewhere)
+        and it is never leased again; it exits once it owns nothing in use."""
+        worker = self._worker_of(identity)
+        if worker is None:
+            return
+        worker.state = EXITING
+        lease = worker.lease
+        if lease is not None:
+            self.leases.pop(lease.lease_id, None)
+            self.give_back(lease)
+            worker.lease = None
+            self.send(lease.client, m.LeasedWorkerDied(
+                lease.lease_id, worker.worker_id, "the worker retired after max_calls", True))
+        self._schedule()
 
     def on_kill_worker(self, identity, msg) -> None:
         info = self.pool.workers.get(msg.worker_id)

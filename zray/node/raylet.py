@@ -344,6 +344,7 @@ class Raylet(LeaseHandlers, BundleHandlers, StoreHandlers):
         m.NotifyBlocked: LeaseHandlers.on_blocked,
         m.NotifyUnblocked: LeaseHandlers.on_unblocked,
         m.KillWorker: LeaseHandlers.on_kill_worker,
+        m.RetireWorker: LeaseHandlers.on_retire_worker,
         m.CreateObject: StoreHandlers.on_create_object,
         m.SealObject: StoreHandlers.on_seal_object,
         m.GetObjectLocal: StoreHandlers.on_get_object,

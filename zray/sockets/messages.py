@@ -82,6 +82,7 @@ class MsgType(enum.IntEnum):
     # client <-> raylet: Python garbage collection (zray/node/gc_trigger.py)
     TRIGGER_GLOBAL_GC = 55
     LOCAL_GC = 56
+    RETIRE_WORKER = 57
     # anyone <-> GCS
     GCS_REQUEST = 60
     GCS_REPLY = 61
@@ -142,7 +143,7 @@ class ReturnKind(enum.IntEnum):
 from .raylet_messages import (  # noqa: E402,F401  (defined there, tagged here)
     RegisterClient, RegisterClientReply, RequestWorkerLease, LeaseGranted, LeaseFailed,
     ReturnWorker, CancelLeaseRequest, ReclaimIdleLeases, LeasedWorkerDied, NotifyBlocked,
-    TriggerGlobalGC, LocalGC, NotifyUnblocked, CreateObject, CreateObjectReply,
+    TriggerGlobalGC, LocalGC, RetireWorker, NotifyUnblocked, CreateObject, CreateObjectReply,
     SealObject, GetObjectLocal, GetObjectLocalReply, ReleaseObject, FreeObjects,
     KillWorker, PrepareBundles, BundlesPrepared, CommitBundles, BundlesCommitted,
     ReturnBundles, ReleaseUnusedBundles, GetNodeStats, NodeStatsReply, DisconnectClient,
@@ -196,6 +197,7 @@ _CLASSES = {
     MsgType.GENERATOR_CONSUMED: GeneratorConsumed,
     MsgType.TRIGGER_GLOBAL_GC: TriggerGlobalGC,
     MsgType.LOCAL_GC: LocalGC,
+    MsgType.RETIRE_WORKER: RetireWorker,
     MsgType.ADD_BORROWER: AddBorrower,
     MsgType.BORROWER_ADDED: BorrowerAdded,
     MsgType.GET_REFERENCE_SUMMARY: GetReferenceSummary,

@@ -67,6 +67,7 @@ class LeasedWorkerDied(NamedTuple):
     lease_id: int
     worker_id: bytes
     message: str
+    alive: bool = False   # it retired (RetireWorker): it still serves the objects it owns
 
 
 class NotifyBlocked(NamedTuple):
@@ -79,6 +80,10 @@ class TriggerGlobalGC(NamedTuple):
 
 class LocalGC(NamedTuple):
     pass          # the raylet tells a process to run gc.collect()
+
+
+class RetireWorker(NamedTuple):
+    pass          # a worker past max_calls: end its lease; it leaves once it owns nothing in use
 
 
 class NotifyUnblocked(NamedTuple):

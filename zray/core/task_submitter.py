@@ -278,7 +278,13 @@ class TaskSubmitter:
             started = next((i + 1 for i, (tid, _) in enumerate(in_flight) if tid == running), 0)
         requeue = []
         for position, (task_id, task) in enumerate(in_flight):
+            if msg.alive and position < started:
+                # A retired worker ran it and replied before retiring; the reply
+                # comes on the worker's own connection, which may lag the
+                # raylet's message: keep waiting for it.
+                continue
             self.in_flight.pop(task_id, None)
+            lease.in_flight.pop(task_id, None)
             if task.cancelled:
                 err = exceptions.TaskCancelledError(task_id.hex())
             elif position >= started:
@@ -293,7 +299,6 @@ class TaskSubmitter:
             blob = serialization.serialize_inline(err)[0]
             self._finish(task, [(ERROR, blob)] * len(task.return_ids))
         lease.queue.tasks.extendleft(reversed(requeue))
-        lease.in_flight.clear()
         self._dispatch(lease.queue)
 
     # ------------------------------------------------------------ replies ---

@@ -235,6 +235,14 @@ class Greeter:
         return "hello from the first driver's actor"
 
 
+def _run_driver(program: str, env=None) -> str:
+    """Run ``program`` as another driver process; its stdout (it must succeed)."""
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=90, env=env)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def test_a_second_driver_joins_a_cluster_started_by_init(cluster):
     """As in Ray: init(address=<the first driver's context address>) from
     another process connects to the cluster zray.init() started."""
@@ -248,10 +256,8 @@ def test_a_second_driver_joins_a_cluster_started_by_init(cluster):
         "print(zray.get(actor.hello.remote(), timeout=30))\n"
         "print(zray.get(zray.remote(lambda: 'a task').remote(), timeout=30))\n"
         "zray.shutdown()\n")
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
-                          timeout=90)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[:2] == ["hello from the first driver's actor", "a task"]
+    out = _run_driver(program)
+    assert out.split("\n")[:2] == ["hello from the first driver's actor", "a task"]
     # The first driver's actor lives on: the second driver only borrowed it.
     assert zray.get(greeter.hello.remote(), timeout=30)
 
@@ -310,10 +316,7 @@ def test_ray_environment_variables_for_address_and_temp_dir(cluster):
         "print(zray.get(zray.remote(lambda: 'joined').remote(), timeout=30))\n"
         "zray.shutdown()\n")
     env = dict(os.environ, RAY_ADDRESS=zray.get_runtime_context().gcs_address)
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
-                          timeout=90, env=env)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[:2] == [env["RAY_ADDRESS"], "joined"]
+    assert _run_driver(program, env).split("\n")[:2] == [env["RAY_ADDRESS"], "joined"]
 
     program = ("import zray\n"
                "print(zray.init(num_cpus=1)['session_dir'])\n"
@@ -324,10 +327,7 @@ def test_ray_environment_variables_for_address_and_temp_dir(cluster):
     short = tempfile.mkdtemp(prefix="zt", dir="/tmp")   # ipc socket paths must stay < 108 bytes
     try:
         env["RAY_TMPDIR"] = short
-        done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
-                              timeout=90, env=env)
-        assert done.returncode == 0, done.stderr
-        assert done.stdout.strip().startswith(os.path.join(short, "zray-sessions"))
+        assert _run_driver(program, env).strip().startswith(os.path.join(short, "zray-sessions"))
     finally:
         shutil.rmtree(short, ignore_errors=True)
 

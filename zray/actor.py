@@ -344,8 +344,11 @@ class ActorHandle:
             params = meta.get("signatures", {}).get(name)
             check = None if params is None else _ArgumentCheck(
                 params, f"{meta['class_name']}.{name}")
-            known = methods[name] = (declared.get(name, 1), check)
-        return ActorMethod(self, name, known[0], known[1])
+            # Per-method options, looked up once per handle, not per call.
+            known = methods[name] = (declared.get(name, 1), check,
+                                     meta.get("invocation_decorators", {}).get(name),
+                                     meta.get("method_retries", {}).get(name))
+        return ActorMethod(self, name, *known)
 
     def __reduce__(self):
         return _rebuild_handle, (self._actor_id, self._meta, self._handle_ref)
@@ -365,13 +368,16 @@ class ActorHandle:
 
 
 class ActorMethod:
-    __slots__ = ("_handle", "_name", "_num_returns", "_check")
+    __slots__ = ("_handle", "_name", "_num_returns", "_check", "_decorator", "_declared_retries")
 
-    def __init__(self, handle: ActorHandle, name: str, num_returns: int, check=None):
+    def __init__(self, handle: ActorHandle, name: str, num_returns: int, check=None,
+                 decorator=None, declared_retries=None):
         self._handle = handle
         self._name = name
         self._num_returns = num_returns
         self._check = check
+        self._decorator = decorator                # its __ray_invocation_decorator__
+        self._declared_retries = declared_retries  # (max_task_retries, retry_exceptions)
 
     def __call__(self, *args, **kwargs):
         raise TypeError(f"Actor methods cannot be called directly. Instead of running "
@@ -404,14 +410,13 @@ class ActorMethod:
 
     def _submit(self, args, kwargs, num_returns, max_task_retries, group=None, backpressure=None,
                 retry_exceptions=None):
-        decorators = self._handle._meta.get("invocation_decorators")
-        if decorators is not None and self._name in decorators:
+        if self._decorator is not None:
             # Ray's __ray_invocation_decorator__: it wraps the caller's side of
             # the call, taking and returning (args, kwargs) -> whatever it likes.
             def invocation(args, kwargs):
                 return self._submit_now(tuple(args), dict(kwargs), num_returns, max_task_retries,
                                         group, backpressure, retry_exceptions)
-            return decorators[self._name](invocation)(args, kwargs)
+            return self._decorator(invocation)(args, kwargs)
         return self._submit_now(args, kwargs, num_returns, max_task_retries, group, backpressure,
                                 retry_exceptions)
 
@@ -422,10 +427,9 @@ class ActorMethod:
         cw = process_state.require_worker()
         handle = self._handle
         meta = handle._meta
-        method_retries = meta.get("method_retries")
-        if method_retries is not None and self._name in method_retries:
+        if self._declared_retries is not None:
             # Ray's precedence: .options() > @zray.method > the actor's max_task_retries.
-            declared_retries, declared_exceptions = method_retries[self._name]
+            declared_retries, declared_exceptions = self._declared_retries
             if max_task_retries is None:
                 max_task_retries = declared_retries
             if retry_exceptions is None:

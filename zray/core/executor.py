@@ -310,7 +310,7 @@ class Executor(AsyncExecution, StreamingExecution, TaskCancellation, ActorLifecy
             if code == 0:
                 self.run_exit_hooks()
             self.cw.shutdown(linger_ms=EXIT_FLUSH_MS)
-            os._exit(m.INTENDED_EXIT_CODE if code == 0 else code)
+            os._exit(process_exit_code(code))
 
     def _reply(self, identity, spec, returns, borrowed=(), returned_refs=(), status=_OK) -> None:
         cw = self.cw
@@ -486,6 +486,12 @@ class Executor(AsyncExecution, StreamingExecution, TaskCancellation, ActorLifecy
         else:
             self.mode = "actor"
         return None
+
+
+def process_exit_code(code: int) -> int:
+    """The process's exit code for the executor's: 0 (leaving on purpose)
+    becomes INTENDED_EXIT_CODE, which the raylet reads as an intended exit."""
+    return m.INTENDED_EXIT_CODE if code == 0 else code
 
 
 async def _construct(cls, args, kwargs):

@@ -6,10 +6,9 @@ import os
 import signal
 import sys
 
-from ..sockets import messages as m
 from . import process_state
 from .core_worker import CoreWorker
-from .executor import EXIT_FLUSH_MS, Executor
+from .executor import EXIT_FLUSH_MS, Executor, process_exit_code
 
 log = logging.getLogger(__name__)
 
@@ -82,4 +81,4 @@ def run(session_dir: str, raylet_endpoint: str, worker_id: bytes) -> int:
             cw.executor.run_exit_hooks()
         cw.shutdown(linger_ms=EXIT_FLUSH_MS)
     finally:
-        os._exit(m.INTENDED_EXIT_CODE if code == 0 else code)
+        os._exit(process_exit_code(code))
